@@ -1,0 +1,1 @@
+//! Typed HTTP client for the Tasker REST API.

@@ -1,0 +1,1 @@
+//! Tasker orchestration: task lifecycle, the orchestration loop and the REST API.

@@ -1,0 +1,1 @@
+//! Tasker data layer.

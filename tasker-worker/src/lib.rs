@@ -1,0 +1,1 @@
+//! Tasker worker: queue consumer, step handlers and result submission.
