@@ -1,1 +1,15 @@
-//! Tasker data layer.
+//! Tasker's data layer: the PostgreSQL schema and its SQL functions, task and step state
+//! machines, durable queues with LISTEN/NOTIFY wake-ups, task templates, and a throwaway local
+//! PostgreSQL for development, tests and benchmarks.
+
+pub mod database;
+pub mod error;
+pub mod local_postgres;
+pub mod messaging;
+pub mod models;
+pub mod sql_functions;
+pub mod state;
+pub mod templates;
+pub mod test_support;
+
+pub use error::{TaskerError, TaskerResult};

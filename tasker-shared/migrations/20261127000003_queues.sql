@@ -1,0 +1,102 @@
+-- Durable message queues in PostgreSQL.
+--
+-- One table holds every queue's live messages; a reader claims messages with
+-- FOR UPDATE SKIP LOCKED and hides them for a visibility timeout, so a consumer that dies
+-- mid-message loses nothing: the message becomes visible again when its timeout passes.
+-- Sending also raises a notification on the queue's channel in the same transaction, so a
+-- listener wakes when the message commits, not on its next poll.
+
+CREATE TABLE tasker.queues (
+    queue_name text PRIMARY KEY CHECK (queue_name ~ '^[a-z0-9_]{1,48}$'),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE tasker.queue_messages (
+    msg_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue_name  text NOT NULL REFERENCES tasker.queues (queue_name),
+    read_ct     integer NOT NULL DEFAULT 0,
+    enqueued_at timestamptz NOT NULL DEFAULT now(),
+    vt          timestamptz NOT NULL DEFAULT now(),
+    message     jsonb NOT NULL
+);
+
+CREATE INDEX queue_messages_visible_idx ON tasker.queue_messages (queue_name, vt, msg_id);
+
+CREATE TABLE tasker.queue_archive (
+    msg_id      bigint PRIMARY KEY,
+    queue_name  text NOT NULL,
+    read_ct     integer NOT NULL,
+    enqueued_at timestamptz NOT NULL,
+    archived_at timestamptz NOT NULL DEFAULT now(),
+    message     jsonb NOT NULL
+);
+
+CREATE INDEX queue_archive_queue_idx ON tasker.queue_archive (queue_name, archived_at);
+
+-- The notification channel of a queue.
+CREATE FUNCTION tasker.queue_channel(p_queue_name text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT 'tasker_queue_' || p_queue_name $$;
+
+-- Send one message, visible after p_delay_seconds, and notify the queue's channel.
+CREATE FUNCTION tasker.queue_send(p_queue_name text, p_message jsonb, p_delay_seconds double precision DEFAULT 0)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    INSERT INTO tasker.queue_messages (queue_name, vt, message)
+    VALUES (p_queue_name, clock_timestamp() + make_interval(secs => p_delay_seconds), p_message)
+    RETURNING msg_id INTO new_id;
+    PERFORM pg_notify(tasker.queue_channel(p_queue_name), new_id::text);
+    RETURN new_id;
+END
+$$;
+
+-- Send many messages in one statement with one notification.
+CREATE FUNCTION tasker.queue_send_batch(p_queue_name text, p_messages jsonb[])
+RETURNS SETOF bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY
+    INSERT INTO tasker.queue_messages (queue_name, message)
+    SELECT p_queue_name, m FROM unnest(p_messages) AS m
+    RETURNING msg_id;
+    PERFORM pg_notify(tasker.queue_channel(p_queue_name), 'batch');
+END
+$$;
+
+-- Claim up to p_limit visible messages and hide them for p_vt_seconds.
+CREATE FUNCTION tasker.queue_read(p_queue_name text, p_vt_seconds double precision, p_limit integer)
+RETURNS TABLE (msg_id bigint, read_ct integer, enqueued_at timestamptz, vt timestamptz, message jsonb)
+LANGUAGE sql AS $$
+    WITH claimed AS (
+        SELECT q.msg_id
+          FROM tasker.queue_messages q
+         WHERE q.queue_name = p_queue_name AND q.vt <= clock_timestamp()
+         ORDER BY q.msg_id
+         LIMIT p_limit
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE tasker.queue_messages m
+       SET vt = clock_timestamp() + make_interval(secs => p_vt_seconds),
+           read_ct = m.read_ct + 1
+      FROM claimed
+     WHERE m.msg_id = claimed.msg_id
+    RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message
+$$;
+
+-- Move a message to the archive; false when it no longer exists.
+CREATE FUNCTION tasker.queue_archive_message(p_queue_name text, p_msg_id bigint)
+RETURNS boolean
+LANGUAGE sql AS $$
+    WITH moved AS (
+        DELETE FROM tasker.queue_messages
+         WHERE queue_name = p_queue_name AND msg_id = p_msg_id
+        RETURNING msg_id, queue_name, read_ct, enqueued_at, message
+    ), archived AS (
+        INSERT INTO tasker.queue_archive (msg_id, queue_name, read_ct, enqueued_at, message)
+        SELECT msg_id, queue_name, read_ct, enqueued_at, message FROM moved
+        RETURNING 1
+    )
+    SELECT count(*) > 0 FROM archived
+$$;

@@ -1,0 +1,101 @@
+//! Connecting to PostgreSQL and applying the schema.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+
+use crate::error::{DbContext, TaskerResult};
+
+/// The schema migrations, embedded at build time (also applied by
+/// `cargo sqlx migrate run --source tasker-shared/migrations`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Opens a connection pool for `url` with up to `max_connections` connections.
+pub async fn connect(url: &str, max_connections: u32) -> TaskerResult<PgPool> {
+    let options: PgConnectOptions = url
+        .parse::<PgConnectOptions>()
+        .db_context(format!("parsing the database URL {}", redact_url(url)))?
+        // statement logging at INFO would put every hot-path query in the logs
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .db_context(format!(
+            "connecting to {} (is PostgreSQL running? `tasker db start` runs a local one)",
+            redact_url(url)
+        ))
+}
+
+/// Applies every pending migration.
+///
+/// sqlx keeps its bookkeeping table `_sqlx_migrations` unqualified, so it lands in the first
+/// schema of the search path; for a role named `tasker` that is the `tasker` schema once the
+/// first migration has created it, and a second run would no longer find its own records.
+/// Pinning the search path to `public` keeps the bookkeeping in one place; every object of the
+/// schema itself is qualified with `tasker.`.
+pub async fn migrate(pool: &PgPool) -> TaskerResult<()> {
+    let mut conn = pool
+        .acquire()
+        .await
+        .db_context("acquiring a connection to migrate")?;
+    sqlx::query("SET search_path TO public")
+        .execute(&mut *conn)
+        .await
+        .db_context("setting the search path for migrations")?;
+    let result = MIGRATOR.run(&mut *conn).await;
+    // the connection returns to the pool; leave it as every other connection is
+    sqlx::query("RESET search_path")
+        .execute(&mut *conn)
+        .await
+        .db_context("resetting the search path after migrations")?;
+    result?;
+    Ok(())
+}
+
+/// The URL with any password replaced by `***`, safe for logs and reports.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &authority[..at];
+    match userinfo.find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &userinfo[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn password_is_removed_and_the_rest_kept() {
+        assert_eq!(
+            redact_url("postgres://user:s3cret@db.example:5432/app?sslmode=disable"),
+            "postgres://user:***@db.example:5432/app?sslmode=disable"
+        );
+        assert_eq!(
+            redact_url("postgres://user@localhost/app"),
+            "postgres://user@localhost/app"
+        );
+        assert_eq!(
+            redact_url("postgres://localhost/app"),
+            "postgres://localhost/app"
+        );
+    }
+}

@@ -1,0 +1,89 @@
+//! Finding the PostgreSQL server binaries on this machine.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::LocalPostgresError;
+
+/// The directory holding `initdb`, `pg_ctl` and `postgres`.
+#[derive(Debug, Clone)]
+pub struct PgBinaries {
+    bindir: PathBuf,
+}
+
+const REQUIRED: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
+
+impl PgBinaries {
+    /// Looks in `$TASKER_PG_BINDIR`, `pg_config --bindir`, `PATH`, then the distribution
+    /// layouts, and takes the first directory that has every server binary. (`pg_config` from a
+    /// client-only install points at a directory without `initdb`, hence the check.)
+    pub fn locate() -> Result<Self, LocalPostgresError> {
+        candidate_dirs()
+            .into_iter()
+            .find(|dir| REQUIRED.iter().all(|bin| is_executable(&dir.join(bin))))
+            .map(|bindir| Self { bindir })
+            .ok_or(LocalPostgresError::BinariesNotFound)
+    }
+
+    /// The directory the binaries were found in.
+    pub fn bindir(&self) -> &Path {
+        &self.bindir
+    }
+
+    /// Full path of one of the binaries.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.bindir.join(name)
+    }
+}
+
+fn candidate_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::var_os("TASKER_PG_BINDIR") {
+        dirs.push(PathBuf::from(dir));
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        if out.status.success() {
+            let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if !dir.is_empty() {
+                dirs.push(PathBuf::from(dir));
+            }
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs.extend(versioned_dirs(Path::new("/usr/lib/postgresql"), "bin"));
+    dirs.extend(versioned_dirs(Path::new("/usr/pgsql"), "bin"));
+    dirs.push(PathBuf::from("/usr/local/pgsql/bin"));
+    dirs.push(PathBuf::from("/opt/homebrew/bin"));
+    dirs
+}
+
+/// `<root>/<major>/<suffix>` for every installed major version, newest first.
+fn versioned_dirs(root: &Path, suffix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut versions: Vec<(u32, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let major = entry
+                .file_name()
+                .to_str()?
+                .split('.')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((major, entry.path().join(suffix)))
+        })
+        .collect();
+    versions.sort_by_key(|v| std::cmp::Reverse(v.0));
+    versions.into_iter().map(|(_, dir)| dir).collect()
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}

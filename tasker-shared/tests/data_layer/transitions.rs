@@ -1,0 +1,178 @@
+//! The state machines against the database: legal moves persist one transition row, illegal
+//! ones are typed errors, and concurrent writers get exactly one winner.
+
+use tasker_shared::state::{
+    current_task_state, transition_step, transition_task, transition_task_from_current, StateError,
+    StepState, TaskState,
+};
+use tasker_shared::test_support::TestDatabase;
+use tasker_shared::TaskerError;
+
+use crate::fixtures::*;
+
+#[tokio::test]
+async fn a_transition_moves_the_state_and_appends_one_history_row() {
+    let db = TestDatabase::new().await;
+    let task = create_task(&db.pool, LINEAR).await;
+    let moved = transition_task(
+        &db.pool,
+        task.uuid,
+        TaskState::Pending,
+        TaskState::EnqueuingSteps,
+        "test",
+        Some(&serde_json::json!({"why": "test"})),
+    )
+    .await
+    .unwrap();
+    assert!(moved);
+    assert_eq!(
+        current_task_state(&db.pool, task.uuid).await.unwrap(),
+        TaskState::EnqueuingSteps
+    );
+    let history: Vec<(Option<String>, String, i32, bool)> = sqlx::query_as(
+        "SELECT from_state, to_state, sort_key, most_recent FROM tasker.task_transitions
+          WHERE task_uuid = $1 ORDER BY sort_key",
+    )
+    .bind(task.uuid)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        history,
+        [
+            (None, "pending".to_string(), 1, false),
+            (
+                Some("pending".to_string()),
+                "enqueuing_steps".to_string(),
+                2,
+                true
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn illegal_transitions_are_errors_and_change_nothing() {
+    let db = TestDatabase::new().await;
+    let task = create_task(&db.pool, LINEAR).await;
+    let err = transition_task_from_current(&db.pool, task.uuid, TaskState::Complete, "test", None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TaskerError::State(StateError::IllegalTaskTransition {
+                from: TaskState::Pending,
+                to: TaskState::Complete
+            })
+        ),
+        "{err}"
+    );
+    let step_err = transition_step(
+        &db.pool,
+        task.step("a"),
+        &[StepState::Pending],
+        StepState::Complete,
+        "test",
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(
+        step_err,
+        TaskerError::State(StateError::IllegalStepTransition { .. })
+    ));
+    assert_eq!(
+        current_task_state(&db.pool, task.uuid).await.unwrap(),
+        TaskState::Pending
+    );
+    let rows: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tasker.workflow_step_transitions WHERE workflow_step_uuid = $1",
+    )
+    .bind(task.step("a"))
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows, 1, "only the initial transition");
+}
+
+#[tokio::test]
+async fn concurrent_compare_and_swap_has_exactly_one_winner() {
+    let db = TestDatabase::new().await;
+    for _round in 0..5 {
+        let task = create_task(&db.pool, LINEAR).await;
+        let contenders = (0..8).map(|i| {
+            let pool = db.pool.clone();
+            tokio::spawn(async move {
+                transition_task(
+                    &pool,
+                    task.uuid,
+                    TaskState::Pending,
+                    TaskState::EnqueuingSteps,
+                    &format!("contender-{i}"),
+                    None,
+                )
+                .await
+                .unwrap()
+            })
+        });
+        let results = futures::future::join_all(contenders).await;
+        let winners = results.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+        assert_eq!(winners, 1);
+        let (rows, current): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE most_recent) FROM tasker.task_transitions
+              WHERE task_uuid = $1",
+        )
+        .bind(task.uuid)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!((rows, current), (2, 1));
+    }
+}
+
+#[tokio::test]
+async fn concurrent_step_claims_have_exactly_one_winner() {
+    let db = TestDatabase::new().await;
+    let task = create_task(&db.pool, LINEAR).await;
+    let step = task.step("a");
+    let claims = (0..8).map(|_| {
+        let pool = db.pool.clone();
+        tokio::spawn(async move {
+            transition_step(
+                &pool,
+                step,
+                &[StepState::Pending],
+                StepState::Enqueued,
+                "w",
+                None,
+            )
+            .await
+            .unwrap()
+        })
+    });
+    let won: Vec<_> = futures::future::join_all(claims)
+        .await
+        .into_iter()
+        .filter_map(|r| r.unwrap())
+        .collect();
+    assert_eq!(won, [StepState::Pending]);
+}
+
+#[tokio::test]
+async fn the_state_column_always_matches_the_most_recent_transition() {
+    let db = TestDatabase::new().await;
+    let task = create_task(&db.pool, DIAMOND).await;
+    complete_step(&db.pool, task.step("start"), serde_json::json!({})).await;
+    fail_step(&db.pool, task.step("left"), Some(10)).await;
+    let mismatches: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tasker.workflow_steps s
+           JOIN tasker.workflow_step_transitions t
+             ON t.workflow_step_uuid = s.workflow_step_uuid AND t.most_recent
+          WHERE s.current_state <> t.to_state",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(mismatches, 0);
+}
