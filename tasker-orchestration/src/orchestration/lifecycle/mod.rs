@@ -1,0 +1,3 @@
+//! One module per lifecycle responsibility.
+
+pub mod task_initializer;

@@ -1,0 +1,3 @@
+//! The orchestration core: lifecycle operations and the loop that drives them.
+
+pub mod lifecycle;
