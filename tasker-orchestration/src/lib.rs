@@ -1,6 +1,7 @@
 //! Tasker orchestration: the task lifecycle (initialise, enqueue ready steps, process step
 //! results, finalise), the notification-driven orchestration loop, and the REST API.
 
+pub mod api;
 pub mod error;
 pub mod orchestration;
 

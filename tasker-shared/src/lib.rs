@@ -2,6 +2,8 @@
 //! machines, durable queues with LISTEN/NOTIFY wake-ups, task templates, and a throwaway local
 //! PostgreSQL for development, tests and benchmarks.
 
+#[cfg(feature = "benchmarks")]
+pub mod bench_support;
 pub mod database;
 pub mod error;
 pub mod local_postgres;

@@ -1,3 +1,4 @@
 //! The orchestration core: lifecycle operations and the loop that drives them.
 
+pub mod core;
 pub mod lifecycle;

@@ -61,13 +61,11 @@ impl QueueListener {
     }
 
     /// Discards notifications that are already buffered, so one read can answer a burst.
-    pub async fn drain(&mut self) -> TaskerResult<usize> {
+    pub fn drain(&mut self) -> usize {
         let mut drained = 0;
-        while let Ok(Ok(Some(_))) =
-            tokio::time::timeout(Duration::ZERO, self.listener.try_recv()).await
-        {
+        while self.listener.next_buffered().is_some() {
             drained += 1;
         }
-        Ok(drained)
+        drained
     }
 }

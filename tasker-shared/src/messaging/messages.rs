@@ -7,6 +7,10 @@ use uuid::Uuid;
 /// Queue that carries step results from workers back to orchestration.
 pub const RESULTS_QUEUE: &str = "orchestration_step_results";
 
+/// Channel notified (with the task's id as payload) when a task reaches a terminal state or
+/// blocked_by_failures, in the transaction that moves it there.
+pub const TASK_FINISHED_CHANNEL: &str = "tasker_task_finished";
+
 /// Channel notified (with the task's id as payload) when a task may have steps ready to
 /// enqueue: on creation, and when a retry's backoff is scheduled.
 pub const TASKS_READY_CHANNEL: &str = "tasker_tasks_ready";

@@ -15,6 +15,6 @@ mod queue;
 pub use listener::{QueueListener, Wake};
 pub use messages::{
     namespace_queue_name, StepMessage, StepOutcome, StepResultMessage, RESULTS_QUEUE,
-    TASKS_READY_CHANNEL,
+    TASKS_READY_CHANNEL, TASK_FINISHED_CHANNEL,
 };
 pub use queue::{Queue, QueueMessage};

@@ -210,6 +210,27 @@ impl Queue {
             .db_context(format!("archiving message {msg_id} of queue {}", self.name))
     }
 
+    /// Hides a claimed message for another `visibility_timeout` from now (a consumer's
+    /// heartbeat while it works on a long message); false when the message is gone.
+    pub async fn extend_visibility<'e>(
+        &self,
+        executor: impl PgExecutor<'e>,
+        msg_id: i64,
+        visibility_timeout: Duration,
+    ) -> TaskerResult<bool> {
+        let result = sqlx::query(
+            "UPDATE tasker.queue_messages SET vt = clock_timestamp() + make_interval(secs => $3)
+              WHERE queue_name = $1 AND msg_id = $2",
+        )
+        .bind(self.name())
+        .bind(msg_id)
+        .bind(visibility_timeout.as_secs_f64())
+        .execute(executor)
+        .await
+        .db_context(format!("extending message {msg_id} of queue {}", self.name))?;
+        Ok(result.rows_affected() == 1)
+    }
+
     /// Messages in the queue, visible or not.
     pub async fn depth<'e>(&self, executor: impl PgExecutor<'e>) -> TaskerResult<i64> {
         sqlx::query_scalar("SELECT count(*) FROM tasker.queue_messages WHERE queue_name = $1")

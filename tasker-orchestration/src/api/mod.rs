@@ -1,0 +1,148 @@
+//! The REST API (axum): create tasks, read them, list them, wait for them, list templates,
+//! health.
+//!
+//! | method and path                      | answer                                                 |
+//! |--------------------------------------|--------------------------------------------------------|
+//! | `POST /v1/tasks`                     | 201 [`TaskCreated`] (200 when de-duplicated)           |
+//! | `GET /v1/tasks/{id}`                 | 200 [`tasker_client::TaskDetails`]                     |
+//! | `GET /v1/tasks?state=&namespace=&name=&limit=&offset=` | 200 [`tasker_client::TaskList`], newest first |
+//! | `GET /v1/tasks/{id}/wait?timeout_ms=`| 200 [`tasker_client::WaitResponse`] (long poll)        |
+//! | `GET /v1/templates`                  | 200 [`tasker_client::TemplateList`]                    |
+//! | `GET /health`                        | 200 `{"status":"ok"}`, 503 when the database is down   |
+//!
+//! Errors are `{"error": {"code": "...", "message": "..."}}` with the codes of
+//! [`tasker_client::error_codes`]; bad input is rejected before anything is written. The wire
+//! types live in `tasker-client` (types only, without its HTTP stack) so server and client
+//! share one definition.
+
+mod error;
+mod handlers;
+mod queries;
+mod waiters;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use axum::Router;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, OnceCell};
+
+pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
+pub use tasker_client::TaskCreated;
+pub use waiters::{TaskWaiters, WaitOutcome, RECHECK_INTERVAL};
+
+use crate::orchestration::lifecycle::task_initializer::TaskInitializer;
+
+/// The address `tasker server` binds when told nothing else: loopback only, since the API
+/// has no authentication.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+/// What the handlers share: the pool, the task initializer and the long-poll registry.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<StateInner>,
+}
+
+struct StateInner {
+    pool: PgPool,
+    initializer: TaskInitializer,
+    /// Started on first use (or by [`serve`]): one LISTEN connection for all long polls.
+    waiters: OnceCell<TaskWaiters>,
+    /// Turns true when the server shuts down, so long polls return instead of holding the
+    /// graceful shutdown for their whole timeout.
+    shutdown: watch::Sender<bool>,
+}
+
+impl ApiState {
+    /// State over `pool`, creating tasks with `initializer` (which decides the de-duplication
+    /// window).
+    pub fn new(pool: PgPool, initializer: TaskInitializer) -> Self {
+        Self {
+            inner: Arc::new(StateInner {
+                pool,
+                initializer,
+                waiters: OnceCell::new(),
+                shutdown: watch::channel(false).0,
+            }),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    pub fn initializer(&self) -> &TaskInitializer {
+        &self.inner.initializer
+    }
+
+    /// The long-poll registry, starting its listener on first use.
+    pub async fn waiters(&self) -> Result<&TaskWaiters, ApiError> {
+        self.inner
+            .waiters
+            .get_or_try_init(|| TaskWaiters::start(&self.inner.pool))
+            .await
+            .map_err(|e| ApiError::data(&e))
+    }
+
+    /// Makes every long poll in progress (and every later one) return at once.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+}
+
+/// The API's routes over `state`.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route(
+            "/v1/tasks",
+            post(handlers::create_task).get(handlers::list_tasks),
+        )
+        .route("/v1/tasks/{id}", get(handlers::get_task))
+        .route("/v1/tasks/{id}/wait", get(handlers::wait_for_task))
+        .route("/v1/templates", get(handlers::list_templates))
+        .route("/health", get(handlers::health))
+        .fallback(handlers::no_route)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then stops accepting connections,
+/// ends the long polls in progress and waits for the other requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // start the LISTEN connection now, so the first long poll does not pay for it; a failure
+    // here is retried by the first long poll, which reports it
+    if let Err(error) = state.waiters().await {
+        tracing::warn!(message = %error.message, "could not start the task-finished listener yet");
+    }
+    let local: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(address = ?local, "API listening");
+    let stopper = state.clone();
+    // responses are small and written at once; Nagle's algorithm would only delay them
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopper.begin_shutdown();
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests;

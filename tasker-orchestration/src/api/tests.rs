@@ -1,0 +1,467 @@
+//! The API over real HTTP on an ephemeral loopback port, against a real PostgreSQL database,
+//! driven by the typed client (and raw requests where the client cannot misbehave).
+//! No orchestrator runs here: tasks stay pending unless a test moves them, which is how the
+//! long poll is exercised independently of the orchestration loop.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tasker_client::{
+    error_codes, ClientError, CreateTaskRequest, ErrorBody, TaskListQuery, TaskerClient,
+};
+use tasker_shared::messaging::TASK_FINISHED_CHANNEL;
+use tasker_shared::state::{transition_task, TaskState};
+use tasker_shared::templates::{load_dir, register_template};
+use tasker_shared::test_support::TestDatabase;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::{serve, ApiState};
+use crate::orchestration::lifecycle::task_initializer::TaskInitializer;
+
+struct TestApi {
+    db: TestDatabase,
+    state: ApiState,
+    client: TaskerClient,
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl TestApi {
+    async fn start(dedup_window: Duration) -> Self {
+        let db = TestDatabase::new().await;
+        let fixtures =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/task_templates");
+        for (_, template) in load_dir(&fixtures).unwrap() {
+            register_template(&db.pool, &template).await.unwrap();
+        }
+        let state = ApiState::new(
+            db.pool.clone(),
+            TaskInitializer::new(db.pool.clone(), dedup_window),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, state.clone(), async move {
+            let _ = stopped.await;
+        }));
+        let client = TaskerClient::new(&base).unwrap();
+        Self {
+            db,
+            state,
+            client,
+            base,
+            stop: Some(stop),
+            server,
+        }
+    }
+
+    async fn create_linear(&self, even_number: i64) -> Uuid {
+        self.client
+            .create_task(&linear(even_number))
+            .await
+            .unwrap()
+            .task_uuid
+    }
+
+    /// Moves a pending task to `error` and announces it the way the finalizer does: the
+    /// notification in the transaction that changes the state.
+    async fn finish_with_error(&self, task_uuid: Uuid) {
+        let mut tx = self.db.pool.begin().await.unwrap();
+        assert!(transition_task(
+            &mut *tx,
+            task_uuid,
+            TaskState::Pending,
+            TaskState::Error,
+            "api-test",
+            None
+        )
+        .await
+        .unwrap());
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(TASK_FINISHED_CHANNEL)
+            .bind(task_uuid.to_string())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    async fn task_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM tasker.tasks")
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+}
+
+fn linear(even_number: i64) -> CreateTaskRequest {
+    CreateTaskRequest::new(
+        "linear_workflow",
+        "mathematical_sequence",
+        "1.0.0",
+        json!({ "even_number": even_number }),
+    )
+}
+
+async fn raw_json(response: reqwest::Response) -> (reqwest::StatusCode, Value) {
+    let status = response.status();
+    let body = response.json::<Value>().await.expect("a JSON body");
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_created_task_reads_back_with_its_steps_and_template() {
+    let api = TestApi::start(Duration::ZERO).await;
+    let mut request = linear(6);
+    request.priority = 7;
+    request.initiator = Some("api-tests".into());
+    request.tags = Some(json!(["a", "b"]));
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/tasks", api.base))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = raw_json(response).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    assert_eq!(body["step_count"], 4);
+    assert_eq!(body["deduplicated"], false);
+    let task_uuid: Uuid = body["task_uuid"].as_str().unwrap().parse().unwrap();
+
+    let task = api.client.get_task(task_uuid).await.unwrap();
+    assert_eq!(
+        (
+            task.namespace.as_str(),
+            task.name.as_str(),
+            task.version.as_str()
+        ),
+        ("linear_workflow", "mathematical_sequence", "1.0.0")
+    );
+    assert_eq!(task.state, "pending");
+    assert_eq!(task.context, json!({"even_number": 6}));
+    assert_eq!(task.priority, 7);
+    assert_eq!(task.initiator.as_deref(), Some("api-tests"));
+    assert_eq!(task.tags, Some(json!(["a", "b"])));
+    assert_eq!(task.completion_percentage, 0.0);
+    assert_eq!(task.completed_at, None);
+    assert_eq!(task.step_counts.total, 4);
+    assert_eq!(task.step_counts.ready, 1, "only the first step is ready");
+    let names: Vec<&str> = task.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "linear_step_1",
+            "linear_step_2",
+            "linear_step_3",
+            "linear_step_4"
+        ]
+    );
+    for step in &task.steps {
+        assert_eq!(step.state, "pending");
+        assert_eq!(step.handler, step.name);
+        assert_eq!((step.attempts, step.max_attempts), (0, 3));
+        assert_eq!(step.results, None);
+    }
+}
+
+#[tokio::test]
+async fn an_identical_request_inside_the_window_answers_200_with_the_same_task() {
+    let api = TestApi::start(Duration::from_secs(60)).await;
+    let url = format!("{}/v1/tasks", api.base);
+    let http = reqwest::Client::new();
+    let (first_status, first) = raw_json(http.post(&url).json(&linear(2)).send().await.unwrap()).await;
+    let (second_status, second) =
+        raw_json(http.post(&url).json(&linear(2)).send().await.unwrap()).await;
+    assert_eq!(first_status, reqwest::StatusCode::CREATED);
+    assert_eq!(second_status, reqwest::StatusCode::OK);
+    assert_eq!(first["task_uuid"], second["task_uuid"]);
+    assert_eq!(second["deduplicated"], true);
+    assert_eq!(api.task_count().await, 1);
+}
+
+#[tokio::test]
+async fn the_listing_filters_pages_and_puts_the_newest_first() {
+    let api = TestApi::start(Duration::ZERO).await;
+    let mut linear_tasks = Vec::new();
+    for n in 0..3 {
+        linear_tasks.push(api.create_linear(n * 2).await);
+    }
+    let diamond = api
+        .client
+        .create_task(&CreateTaskRequest::new(
+            "diamond_workflow",
+            "diamond_pattern",
+            "1.0.0",
+            json!({"even_number": 2}),
+        ))
+        .await
+        .unwrap()
+        .task_uuid;
+    api.finish_with_error(linear_tasks[0]).await;
+
+    let all = api.client.list_tasks(&TaskListQuery::default()).await.unwrap();
+    let ids: Vec<Uuid> = all.tasks.iter().map(|t| t.task_uuid).collect();
+    assert_eq!(
+        ids,
+        [diamond, linear_tasks[2], linear_tasks[1], linear_tasks[0]]
+    );
+    assert_eq!((all.limit, all.offset), (50, 0));
+
+    let by_namespace = api
+        .client
+        .list_tasks(&TaskListQuery {
+            namespace: Some("diamond_workflow".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_namespace.tasks.len(), 1);
+    assert_eq!(by_namespace.tasks[0].name, "diamond_pattern");
+
+    let by_name_and_state = api
+        .client
+        .list_tasks(&TaskListQuery {
+            name: Some("mathematical_sequence".into()),
+            state: Some("pending".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<Uuid> = by_name_and_state.tasks.iter().map(|t| t.task_uuid).collect();
+    assert_eq!(ids, [linear_tasks[2], linear_tasks[1]]);
+
+    let errored = api
+        .client
+        .list_tasks(&TaskListQuery {
+            state: Some("error".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(errored.tasks.len(), 1);
+    assert_eq!(errored.tasks[0].task_uuid, linear_tasks[0]);
+    assert!(errored.tasks[0].completed_at.is_some());
+
+    let page = api
+        .client
+        .list_tasks(&TaskListQuery {
+            limit: Some(2),
+            offset: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<Uuid> = page.tasks.iter().map(|t| t.task_uuid).collect();
+    assert_eq!(ids, [linear_tasks[2], linear_tasks[1]]);
+}
+
+#[tokio::test]
+async fn listing_parameters_out_of_range_or_unknown_are_rejected() {
+    let api = TestApi::start(Duration::ZERO).await;
+    for (query, needle) in [
+        ("state=finished", "unknown task state \"finished\""),
+        ("limit=0", "limit must be between 1 and 500"),
+        ("limit=501", "limit must be between 1 and 500"),
+        ("offset=-1", "offset must not be negative"),
+        ("limit=ten", "limit"),
+        ("stat=complete", "stat"),
+    ] {
+        let response = reqwest::get(format!("{}/v1/tasks?{query}", api.base))
+            .await
+            .unwrap();
+        let (status, body) = raw_json(response).await;
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{query}: {body}");
+        let body: ErrorBody = serde_json::from_value(body).unwrap();
+        assert_eq!(body.error.code, error_codes::INVALID_QUERY, "{query}");
+        assert!(
+            body.error.message.contains(needle),
+            "{query}: {:?} lacks {needle:?}",
+            body.error.message
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_templates_endpoint_lists_every_registered_template_with_its_steps() {
+    let api = TestApi::start(Duration::ZERO).await;
+    let templates = api.client.templates().await.unwrap();
+    let names: Vec<&str> = templates.iter().map(|t| t.name.as_str()).collect();
+    for expected in [
+        "mathematical_sequence",
+        "diamond_pattern",
+        "complex_dag",
+        "hierarchical_tree",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing: {names:?}");
+    }
+    let diamond = templates
+        .iter()
+        .find(|t| t.name == "diamond_pattern")
+        .unwrap();
+    assert_eq!(diamond.namespace, "diamond_workflow");
+    let end = diamond
+        .steps
+        .iter()
+        .find(|s| s.name == "diamond_end")
+        .unwrap();
+    assert_eq!(end.depends_on, ["diamond_branch_b", "diamond_branch_c"]);
+}
+
+#[tokio::test]
+async fn health_is_ok_with_a_database_and_503_without() {
+    let api = TestApi::start(Duration::ZERO).await;
+    assert_eq!(api.client.health().await.unwrap().status, "ok");
+    // the server shares this pool: closing it is the database going away for the server
+    api.db.pool.close().await;
+    let err = api.client.health().await.unwrap_err();
+    assert_eq!(err.status(), Some(reqwest::StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(err.code(), Some(error_codes::DATABASE_UNAVAILABLE), "{err}");
+}
+
+#[tokio::test]
+async fn a_long_poll_on_an_unfinished_task_returns_at_its_timeout_unfinished() {
+    let api = TestApi::start(Duration::ZERO).await;
+    let task_uuid = api.create_linear(6).await;
+    let response = api
+        .client
+        .wait_once(task_uuid, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert!(!response.finished);
+    assert_eq!(response.task.state, "pending");
+    assert_eq!(response.task.task_uuid, task_uuid);
+
+    let err = api
+        .client
+        .wait_for_task(task_uuid, Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::WaitTimedOut { ref state, .. } if state == "pending"),
+        "{err}"
+    );
+    assert_eq!(
+        api.state.waiters().await.unwrap().watched_tasks(),
+        0,
+        "finished waits unregister"
+    );
+}
+
+#[tokio::test]
+async fn a_long_poll_returns_when_the_task_finished_notification_arrives() {
+    let api = TestApi::start(Duration::ZERO).await;
+    let task_uuid = api.create_linear(6).await;
+    let client = api.client.clone();
+    let waiting =
+        tokio::spawn(async move { client.wait_for_task(task_uuid, Duration::from_secs(60)).await });
+    // wait (not sleep) until the request has registered, so the notification is the only
+    // thing that can end it: the timeout is a minute and the recheck timer is 5 s away
+    let waiters = api.state.waiters().await.unwrap().clone();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while waiters.watched_tasks() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the long poll registered");
+    api.finish_with_error(task_uuid).await;
+    let task = tokio::time::timeout(Duration::from_secs(4), waiting)
+        .await
+        .expect("the notification ended the long poll before the recheck timer")
+        .unwrap()
+        .unwrap();
+    assert_eq!(task.state, "error");
+    assert!(task.is_finished() && !task.is_complete());
+    assert_eq!(waiters.watched_tasks(), 0);
+}
+
+#[tokio::test]
+async fn a_long_poll_on_an_already_finished_task_returns_at_once() {
+    let api = TestApi::start(Duration::ZERO).await;
+    let task_uuid = api.create_linear(6).await;
+    api.finish_with_error(task_uuid).await;
+    // a minute-long poll that must not wait: the state is read after subscribing
+    let response = tokio::time::timeout(
+        Duration::from_secs(4),
+        api.client.wait_once(task_uuid, Duration::from_secs(60)),
+    )
+    .await
+    .expect("answered without waiting")
+    .unwrap();
+    assert!(response.finished);
+    assert_eq!(response.task.state, "error");
+}
+
+#[tokio::test]
+async fn a_long_poll_on_an_unknown_or_malformed_task_id_is_an_error() {
+    let api = TestApi::start(Duration::ZERO).await;
+    let unknown = Uuid::now_v7();
+    let err = api
+        .client
+        .wait_once(unknown, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(error_codes::TASK_NOT_FOUND), "{err}");
+    assert!(err.to_string().contains(&unknown.to_string()), "{err}");
+
+    let response = reqwest::get(format!("{}/v1/tasks/not-a-uuid/wait", api.base))
+        .await
+        .unwrap();
+    let (status, body) = raw_json(response).await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], error_codes::INVALID_TASK_ID);
+}
+
+#[tokio::test]
+async fn shutting_down_ends_long_polls_instead_of_waiting_for_them() {
+    let mut api = TestApi::start(Duration::ZERO).await;
+    let task_uuid = api.create_linear(6).await;
+    let client = api.client.clone();
+    let waiting =
+        tokio::spawn(async move { client.wait_once(task_uuid, Duration::from_secs(60)).await });
+    let waiters = api.state.waiters().await.unwrap().clone();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while waiters.watched_tasks() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the long poll registered");
+    api.stop.take().unwrap().send(()).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the long poll ended with the shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(!response.finished);
+    tokio::time::timeout(Duration::from_secs(10), &mut api.server)
+        .await
+        .expect("the server stopped")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_with_json_errors() {
+    let api = TestApi::start(Duration::ZERO).await;
+    let (status, body) = raw_json(reqwest::get(format!("{}/v2/tasks", api.base)).await.unwrap()).await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], error_codes::NOT_FOUND);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("GET /v2/tasks"));
+
+    let response = reqwest::Client::new()
+        .delete(format!("{}/v1/tasks", api.base))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = raw_json(response).await;
+    assert_eq!(status, reqwest::StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["error"]["code"], error_codes::METHOD_NOT_ALLOWED);
+}

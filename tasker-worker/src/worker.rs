@@ -1,0 +1,242 @@
+//! The worker loop: claims messages from its namespaces' queues up to its concurrency limit,
+//! runs each step on its own task, and sleeps on LISTEN/NOTIFY (with a slow fallback poll)
+//! when the queues are empty.
+//!
+//! While a handler runs, its message's visibility timeout is extended at half its length, so
+//! only a worker that died (or lost its database) lets the message reappear for another one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tasker_shared::messaging::{namespace_queue_name, Queue, QueueListener, QueueMessage, StepMessage};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::error::{WorkerError, WorkerResult};
+use crate::executor::{claim, execute, submit};
+use crate::registry::HandlerRegistry;
+
+/// How a worker behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Namespaces whose step queues this worker consumes.
+    pub namespaces: Vec<String>,
+    /// Steps run at once.
+    pub concurrency: usize,
+    /// How long a claimed message stays hidden without a heartbeat.
+    pub visibility_timeout: Duration,
+    /// How often to look for messages when no notification arrives.
+    pub fallback_poll: Duration,
+    /// Limit for one handler run when the template sets none.
+    pub handler_timeout: Duration,
+    /// Recorded as the processor of the transitions this worker makes.
+    pub worker_id: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            namespaces: Vec::new(),
+            concurrency: 8,
+            visibility_timeout: Duration::from_secs(30),
+            fallback_poll: Duration::from_secs(1),
+            handler_timeout: Duration::from_secs(300),
+            worker_id: format!("worker:{}", std::process::id()),
+        }
+    }
+}
+
+/// Starts workers.
+pub struct Worker;
+
+/// A running worker.
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Creates the namespaces' queues if needed, starts listening and starts the loop.
+    pub async fn start(
+        pool: PgPool,
+        config: WorkerConfig,
+        registry: Arc<HandlerRegistry>,
+    ) -> WorkerResult<WorkerHandle> {
+        if config.namespaces.is_empty() {
+            return Err(WorkerError::NoNamespaces);
+        }
+        let mut queues = Vec::new();
+        for namespace in &config.namespaces {
+            let queue = Queue::new(&namespace_queue_name(namespace))?;
+            queue.create(&pool).await?;
+            queues.push(queue);
+        }
+        let listener = QueueListener::connect(&pool, &queues, config.fallback_poll).await?;
+        let (stop, stopped) = watch::channel(false);
+        let state = WorkerLoop {
+            permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            pool,
+            config: Arc::new(config),
+            registry,
+            queues,
+            listener,
+            stopped,
+        };
+        Ok(WorkerHandle {
+            stop,
+            task: tokio::spawn(state.run()),
+        })
+    }
+}
+
+impl WorkerHandle {
+    /// Stops claiming, lets running steps finish, and waits for them.
+    pub async fn shutdown(self) -> WorkerResult<()> {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "worker loop ended abnormally");
+        }
+        Ok(())
+    }
+}
+
+struct WorkerLoop {
+    pool: PgPool,
+    config: Arc<WorkerConfig>,
+    registry: Arc<HandlerRegistry>,
+    queues: Vec<Queue>,
+    listener: QueueListener,
+    permits: Arc<Semaphore>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl WorkerLoop {
+    async fn run(mut self) {
+        while !*self.stopped.borrow() {
+            let free = self.permits.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = self.stopped.changed() => break,
+                    permit = self.permits.clone().acquire_owned() => drop(permit),
+                }
+                continue;
+            }
+            let claimed = self.claim_batch(free).await;
+            if claimed == 0 {
+                tokio::select! {
+                    _ = self.stopped.changed() => break,
+                    wake = self.listener.wait() => {
+                        if let Err(error) = wake {
+                            tracing::warn!(%error, "worker listener failed");
+                        }
+                        self.listener.drain();
+                    }
+                }
+            }
+        }
+        // wait for running steps: every permit back means every step finished
+        let all = self.config.concurrency.max(1) as u32;
+        let _ = self.permits.acquire_many(all).await;
+        tracing::debug!("worker loop stopped");
+    }
+
+    /// Reads up to `free` messages across the queues and starts a task per message.
+    async fn claim_batch(&mut self, free: usize) -> usize {
+        let mut started = 0;
+        for queue in &self.queues {
+            let want = free - started;
+            if want == 0 {
+                break;
+            }
+            let batch = match queue
+                .read_raw(&self.pool, self.config.visibility_timeout, want as i32)
+                .await
+            {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::error!(%error, queue = queue.name(), "reading step messages failed");
+                    continue;
+                }
+            };
+            for raw in batch {
+                let msg_id = raw.msg_id;
+                let message = match queue.decode::<StepMessage>(raw) {
+                    Ok(message) => message,
+                    Err(error) => {
+                        tracing::error!(%error, msg_id, "undecodable step message; archiving it");
+                        let _ = queue.archive(&self.pool, msg_id).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                    break;
+                };
+                started += 1;
+                let job = StepJob {
+                    pool: self.pool.clone(),
+                    config: self.config.clone(),
+                    registry: self.registry.clone(),
+                    queue: queue.clone(),
+                };
+                tokio::spawn(async move {
+                    job.run(message).await;
+                    drop(permit);
+                });
+            }
+        }
+        started
+    }
+}
+
+struct StepJob {
+    pool: PgPool,
+    config: Arc<WorkerConfig>,
+    registry: Arc<HandlerRegistry>,
+    queue: Queue,
+}
+
+impl StepJob {
+    async fn run(self, message: QueueMessage<StepMessage>) {
+        let step = message.message.workflow_step_uuid;
+        let worker_id = &self.config.worker_id;
+        let claimed = match claim(&self.pool, &self.queue, &message, worker_id).await {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => return,
+            Err(error) => {
+                // the message reappears after its visibility timeout
+                tracing::error!(%error, %step, "claiming a step failed");
+                return;
+            }
+        };
+        let heartbeat = self.spawn_heartbeat(message.msg_id);
+        let outcome = execute(&self.registry, &claimed, self.config.handler_timeout).await;
+        heartbeat.abort();
+        if let Err(error) = &outcome {
+            tracing::debug!(%step, %error, "step failed");
+        }
+        match submit(&self.pool, &claimed, &outcome, worker_id).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(%step, "step was taken over by another worker; result dropped"),
+            Err(error) => tracing::error!(%error, %step, "submitting a step result failed"),
+        }
+    }
+
+    fn spawn_heartbeat(&self, msg_id: i64) -> JoinHandle<()> {
+        let (pool, queue, vt) = (
+            self.pool.clone(),
+            self.queue.clone(),
+            self.config.visibility_timeout,
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(vt / 2);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(error) = queue.extend_visibility(&pool, msg_id, vt).await {
+                    tracing::warn!(%error, msg_id, "extending a message's visibility failed");
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,220 @@
+//! The in-process deployment the end-to-end benchmarks drive (not a benchmark itself): a fresh
+//! database, the REST API on 127.0.0.1 (ephemeral port), one orchestrator and one worker with
+//! the Rust example handlers, each component on its own connection pool as separate processes
+//! would be, and a LISTEN connection on `tasker_task_finished` that tells when a task is done.
+
+#![allow(dead_code)] // each benchmark binary uses a different part
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::postgres::PgListener;
+use tasker_client::{CreateTaskRequest, TaskerClient};
+use tasker_orchestration::api::{serve, ApiState};
+use tasker_orchestration::orchestration::core::{
+    Orchestrator, OrchestratorConfig, OrchestratorHandle,
+};
+use tasker_orchestration::orchestration::lifecycle::task_initializer::TaskInitializer;
+use tasker_shared::bench_support::{
+    delete_tasks, fixture_templates, register, BenchDatabase, DAG, DIAMOND, LINEAR, TREE,
+};
+use tasker_shared::messaging::TASK_FINISHED_CHANNEL;
+use tasker_shared::templates::TaskTemplate;
+use tasker_worker::{HandlerRegistry, StepContext, StepError, StepHandler, Worker, WorkerConfig, WorkerHandle};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// The workflows, by the short name the benchmarks use.
+pub const WORKFLOWS: [(&str, &str); 4] = [
+    ("linear", LINEAR),
+    ("diamond", DIAMOND),
+    ("dag", DAG),
+    ("tree", TREE),
+];
+
+/// For steps the example handlers do not cover: the sum of the parents' `result`s plus one, so
+/// every step still reads its inputs and writes a result.
+struct SumHandler;
+
+#[async_trait::async_trait]
+impl StepHandler for SumHandler {
+    async fn call(&self, step: &StepContext) -> Result<Value, StepError> {
+        let sum: i64 = step
+            .dependency_results
+            .values()
+            .filter_map(|v| v.get("result").and_then(Value::as_i64))
+            .sum();
+        Ok(json!({"result": sum + 1}))
+    }
+}
+
+/// A running deployment.
+pub struct Deployment {
+    pub db: BenchDatabase,
+    pub client: TaskerClient,
+    pub templates: HashMap<String, TaskTemplate>,
+    /// LISTEN on `tasker_task_finished`; one benchmark at a time uses it.
+    pub finished: tokio::sync::Mutex<PgListener>,
+    stop_api: Mutex<Option<oneshot::Sender<()>>>,
+    api: Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
+    orchestrator: Mutex<Option<OrchestratorHandle>>,
+    worker: Mutex<Option<WorkerHandle>>,
+}
+
+/// The handlers the worker runs: the crate's Rust examples, plus [`SumHandler`] for any
+/// fixture step they do not name.
+pub fn registry(templates: &HashMap<String, TaskTemplate>) -> HandlerRegistry {
+    let mut registry = HandlerRegistry::new();
+    tasker_worker::examples::register_examples(&mut registry);
+    for template in templates.values() {
+        for step in &template.steps {
+            if registry.get(&step.handler).is_none() {
+                registry.register(&step.handler, SumHandler);
+            }
+        }
+    }
+    registry
+}
+
+impl Deployment {
+    /// Starts everything; call inside the benchmark runtime.
+    pub async fn start(worker_concurrency: usize) -> Self {
+        let db = BenchDatabase::create(4).await;
+        let templates = fixture_templates();
+        for (_, name) in WORKFLOWS {
+            register(&db.pool, &templates[name]).await;
+        }
+
+        let api_pool = db.new_pool(10).await;
+        let state = ApiState::new(
+            api_pool.clone(),
+            TaskInitializer::new(api_pool, Duration::ZERO),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding an ephemeral port on 127.0.0.1");
+        let address = listener.local_addr().expect("local address");
+        let (stop_api, stopped) = oneshot::channel::<()>();
+        let api = tokio::spawn(serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        let client = TaskerClient::new(&format!("http://{address}")).expect("client");
+        client.health().await.expect("the API answers its health check");
+
+        let orchestrator = Orchestrator::start(
+            db.new_pool(10).await,
+            OrchestratorConfig {
+                processor_id: "bench_orchestrator".into(),
+                ..OrchestratorConfig::default()
+            },
+        )
+        .await
+        .expect("starting the orchestrator");
+        let worker = Worker::start(
+            db.new_pool(worker_concurrency as u32 + 4).await,
+            WorkerConfig {
+                namespaces: WORKFLOWS
+                    .iter()
+                    .map(|(_, name)| templates[*name].namespace.clone())
+                    .collect(),
+                concurrency: worker_concurrency,
+                worker_id: "bench_worker".into(),
+                ..WorkerConfig::default()
+            },
+            Arc::new(registry(&templates)),
+        )
+        .await
+        .expect("starting the worker");
+
+        let mut finished = PgListener::connect_with(&db.pool)
+            .await
+            .expect("connecting the task-finished listener");
+        finished
+            .listen(TASK_FINISHED_CHANNEL)
+            .await
+            .expect("LISTEN tasker_task_finished");
+
+        Self {
+            db,
+            client,
+            templates,
+            finished: tokio::sync::Mutex::new(finished),
+            stop_api: Mutex::new(Some(stop_api)),
+            api: Mutex::new(Some(api)),
+            orchestrator: Mutex::new(Some(orchestrator)),
+            worker: Mutex::new(Some(worker)),
+        }
+    }
+
+    /// A creation request for a workflow; `nonce` makes the context unique.
+    pub fn request(&self, workflow: &str, nonce: u64) -> CreateTaskRequest {
+        let t = &self.templates[workflow];
+        CreateTaskRequest::new(
+            t.namespace.clone(),
+            t.name.clone(),
+            t.version.clone(),
+            json!({"even_number": 6, "nonce": nonce}),
+        )
+    }
+
+    /// Fails loudly if any of the tasks did not complete (a broken handler would otherwise
+    /// show up as a fast benchmark).
+    pub async fn assert_complete(&self, tasks: &[Uuid]) {
+        let not_complete: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT task_uuid, current_state FROM tasker.tasks
+              WHERE task_uuid = ANY ($1) AND current_state <> 'complete'",
+        )
+        .bind(tasks)
+        .fetch_all(&self.db.pool)
+        .await
+        .expect("checking task states");
+        assert!(not_complete.is_empty(), "tasks did not complete: {not_complete:?}");
+    }
+
+    /// Deletes finished tasks (untimed cleanup).
+    pub async fn delete(&self, tasks: &[Uuid]) {
+        delete_tasks(&self.db.pool, tasks).await;
+    }
+
+    /// Stops the API, the orchestrator and the worker.
+    pub async fn shutdown(&self) {
+        if let Some(stop) = self.stop_api.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = stop.send(());
+        }
+        let api = self.api.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(api) = api {
+            if let Ok(Err(e)) = api.await {
+                eprintln!("the API server ended with {e}");
+            }
+        }
+        let orchestrator = self.orchestrator.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(orchestrator) = orchestrator {
+            let _ = orchestrator.shutdown().await;
+        }
+        let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(worker) = worker {
+            let _ = worker.shutdown().await;
+        }
+    }
+}
+
+/// Waits until every task in `pending` has been announced on `tasker_task_finished`; other
+/// tasks' notifications are ignored. Panics after `limit` (a stuck deployment).
+pub async fn wait_finished(
+    listener: &mut PgListener,
+    pending: &mut std::collections::HashSet<Uuid>,
+    limit: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !pending.is_empty() {
+        let notification = tokio::time::timeout_at(deadline, listener.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} tasks unfinished after {limit:?}", pending.len()))
+            .expect("task-finished listener");
+        if let Ok(task) = notification.payload().parse::<Uuid>() {
+            pending.remove(&task);
+        }
+    }
+}

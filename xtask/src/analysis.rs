@@ -1,0 +1,545 @@
+//! Phase 2 of the plan: hot-path analysis of folded stacks (`frame;frame;leaf count`).
+//! Self and total time per function, time per lifecycle module, and the share of time in
+//! database client, serialization, locks, allocation, message passing and logging code.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+/// The lifecycle modules the plan asks about, as they appear in Rust paths.
+pub const LIFECYCLE_MODULES: [&str; 4] = [
+    "task_initializer",
+    "step_enqueuer",
+    "result_processor",
+    "task_finalizer",
+];
+
+/// Kinds of work the plan asks to quantify, each recognised by crate or symbol names in the
+/// frames. A pattern matches at identifier boundaries, so `log::` does not match
+/// `catalog::` and `free` does not match `freeze`.
+pub const CATEGORIES: [(&str, &[&str]); 6] = [
+    (
+        "database",
+        &[
+            "sqlx",
+            "sqlx_core",
+            "sqlx_postgres",
+            "tokio_postgres",
+            "postgres_protocol",
+            "pgmq",
+        ],
+    ),
+    (
+        "serialization",
+        &["serde", "serde_json", "serde_yaml", "rmp_serde", "rmp"],
+    ),
+    (
+        "locks",
+        &[
+            "parking_lot",
+            "parking_lot_core",
+            "std::sync::mutex",
+            "std::sync::rwlock",
+            "std::sys::sync::mutex",
+            "std::sys::sync::rwlock",
+            "tokio::sync::mutex",
+            "tokio::sync::rwlock",
+            "tokio::sync::batch_semaphore",
+            "pthread_mutex_lock",
+            "futex_wait",
+            "lock_contended",
+        ],
+    ),
+    (
+        "allocation",
+        &[
+            "malloc",
+            "calloc",
+            "realloc",
+            "free",
+            "cfree",
+            "_int_malloc",
+            "_int_free",
+            "__libc_malloc",
+            "__libc_free",
+            "__rust_alloc",
+            "__rust_dealloc",
+            "__rust_realloc",
+            "alloc::alloc",
+            "alloc::raw_vec",
+            "jemalloc",
+            "mimalloc",
+        ],
+    ),
+    (
+        "message_passing",
+        &[
+            "tokio::sync::mpsc",
+            "tokio::sync::broadcast",
+            "tokio::sync::oneshot",
+            "tokio::sync::watch",
+            "std::sync::mpsc",
+            "std::sync::mpmc",
+            "crossbeam_channel",
+            "flume",
+            "async_channel",
+        ],
+    ),
+    (
+        "logging",
+        &[
+            "tracing",
+            "tracing_core",
+            "tracing_subscriber",
+            "log",
+            "env_logger",
+        ],
+    ),
+];
+
+/// How many functions and paths the lists keep.
+const TOP: usize = 25;
+const TOP_PATHS: usize = 10;
+/// Frames of a hot path shown, counted from the leaf.
+const PATH_FRAMES: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionShare {
+    pub function: String,
+    pub self_samples: u64,
+    pub total_samples: u64,
+    pub self_pct: f64,
+    pub total_pct: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Share {
+    pub name: String,
+    pub samples: u64,
+    pub pct: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HotPath {
+    /// Root-to-leaf, the last frames only.
+    pub frames: Vec<String>,
+    pub samples: u64,
+    pub pct: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recursion {
+    pub function: String,
+    /// Most times the function appears on one stack.
+    pub max_depth: usize,
+    pub samples: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    pub total_samples: u64,
+    /// Share above which a function is called out (the plan: ">5% each").
+    pub hot_path_pct: f64,
+    pub top_self: Vec<FunctionShare>,
+    pub top_total: Vec<FunctionShare>,
+    /// Functions whose self time is at or above `hot_path_pct`: the hot paths a later run
+    /// is compared against.
+    pub hot_functions: Vec<FunctionShare>,
+    pub lifecycle_modules: Vec<Share>,
+    pub categories: Vec<Share>,
+    /// Processes or threads at the root of the stacks.
+    pub roots: Vec<Share>,
+    pub hot_paths: Vec<HotPath>,
+    pub max_stack_depth: usize,
+    pub recursion: Vec<Recursion>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub hot_path_pct: f64,
+    /// inferno's perf folder puts the process (thread) name first; it is not a function.
+    pub first_frame_is_process: bool,
+}
+
+/// Drops the `::h0123456789abcdef` hash suffix of legacy-mangled Rust symbols so one function
+/// is one name.
+pub fn normalise(frame: &str) -> &str {
+    if let Some(idx) = frame.rfind("::h") {
+        let hash = &frame[idx + 3..];
+        if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return &frame[..idx];
+        }
+    }
+    frame
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Whether `pattern` occurs in `frame` starting at an identifier boundary and, when the
+/// pattern ends in an identifier character, ending at one.
+pub fn matches_pattern(frame: &str, pattern: &str) -> bool {
+    let ends_ident = pattern.chars().last().is_some_and(is_ident);
+    frame.match_indices(pattern).any(|(i, _)| {
+        let before_ok = frame[..i].chars().next_back().is_none_or(|c| !is_ident(c));
+        let after = frame[i + pattern.len()..].chars().next();
+        let after_ok = !ends_ident || after.is_none_or(|c| !is_ident(c));
+        before_ok && after_ok
+    })
+}
+
+struct Stack<'a> {
+    root: Option<&'a str>,
+    frames: Vec<&'a str>,
+    count: u64,
+}
+
+fn parse(folded: &str, opts: Options) -> Result<Vec<Stack<'_>>> {
+    let mut stacks = Vec::new();
+    for (n, line) in folded.lines().enumerate() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            continue;
+        }
+        let Some((stack, count)) = line.rsplit_once(' ') else {
+            bail!("folded stacks line {}: no sample count in `{line}`", n + 1);
+        };
+        let Ok(count) = count.parse::<u64>() else {
+            bail!(
+                "folded stacks line {}: `{count}` is not a sample count",
+                n + 1
+            );
+        };
+        let mut frames: Vec<&str> = stack.split(';').map(normalise).collect();
+        let root = if opts.first_frame_is_process && !frames.is_empty() {
+            Some(frames.remove(0))
+        } else {
+            None
+        };
+        stacks.push(Stack {
+            root,
+            frames,
+            count,
+        });
+    }
+    Ok(stacks)
+}
+
+fn pct(part: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / total as f64
+    }
+}
+
+pub fn analyse(folded: &str, opts: Options) -> Result<Analysis> {
+    let stacks = parse(folded, opts)?;
+    let total: u64 = stacks.iter().map(|s| s.count).sum();
+
+    let mut self_samples: HashMap<&str, u64> = HashMap::new();
+    let mut total_samples: HashMap<&str, u64> = HashMap::new();
+    let mut modules: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut categories: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut roots: HashMap<&str, u64> = HashMap::new();
+    let mut recursion: HashMap<&str, (usize, u64)> = HashMap::new();
+    let mut paths: HashMap<Vec<&str>, u64> = HashMap::new();
+    let mut max_depth = 0;
+
+    for stack in &stacks {
+        max_depth = max_depth.max(stack.frames.len());
+        if let Some(root) = stack.root {
+            *roots.entry(root).or_default() += stack.count;
+        }
+        if let Some(leaf) = stack.frames.last() {
+            *self_samples.entry(leaf).or_default() += stack.count;
+        }
+        // A recursive function is on the stack several times but spends the time once.
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for frame in &stack.frames {
+            *seen.entry(frame).or_default() += 1;
+        }
+        for (frame, times) in &seen {
+            *total_samples.entry(frame).or_default() += stack.count;
+            if *times > 1 {
+                let entry = recursion.entry(frame).or_default();
+                entry.0 = entry.0.max(*times);
+                entry.1 += stack.count;
+            }
+        }
+        for module in LIFECYCLE_MODULES {
+            let in_module = stack.frames.iter().any(|f| {
+                matches_pattern(f, &format!("lifecycle::{module}"))
+                    || matches_pattern(f, &format!("{module}::"))
+            });
+            if in_module {
+                *modules.entry(module).or_default() += stack.count;
+            }
+        }
+        for (category, patterns) in CATEGORIES {
+            let hit = stack
+                .frames
+                .iter()
+                .any(|f| patterns.iter().any(|p| matches_pattern(f, p)));
+            if hit {
+                *categories.entry(category).or_default() += stack.count;
+            }
+        }
+        let start = stack.frames.len().saturating_sub(PATH_FRAMES);
+        *paths.entry(stack.frames[start..].to_vec()).or_default() += stack.count;
+    }
+
+    let share_of = |f: &str| FunctionShare {
+        function: f.to_owned(),
+        self_samples: self_samples.get(f).copied().unwrap_or(0),
+        total_samples: total_samples.get(f).copied().unwrap_or(0),
+        self_pct: pct(self_samples.get(f).copied().unwrap_or(0), total),
+        total_pct: pct(total_samples.get(f).copied().unwrap_or(0), total),
+    };
+    // Ties broken by name so the output is stable from run to run.
+    let mut by_self: Vec<&str> = self_samples.keys().copied().collect();
+    by_self.sort_by(|a, b| self_samples[b].cmp(&self_samples[a]).then(a.cmp(b)));
+    let mut by_total: Vec<&str> = total_samples.keys().copied().collect();
+    by_total.sort_by(|a, b| total_samples[b].cmp(&total_samples[a]).then(a.cmp(b)));
+
+    let hot_functions = by_self
+        .iter()
+        .map(|f| share_of(f))
+        .filter(|s| s.self_pct >= opts.hot_path_pct)
+        .collect();
+
+    let mut hot_paths: Vec<HotPath> = paths
+        .into_iter()
+        .map(|(frames, samples)| HotPath {
+            frames: frames.into_iter().map(str::to_owned).collect(),
+            samples,
+            pct: pct(samples, total),
+        })
+        .collect();
+    hot_paths.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.frames.cmp(&b.frames)));
+    hot_paths.truncate(TOP_PATHS);
+
+    let mut recursion: Vec<Recursion> = recursion
+        .into_iter()
+        .map(|(f, (depth, samples))| Recursion {
+            function: f.to_owned(),
+            max_depth: depth,
+            samples,
+        })
+        .collect();
+    recursion.sort_by(|a, b| {
+        b.samples
+            .cmp(&a.samples)
+            .then(b.max_depth.cmp(&a.max_depth))
+            .then(a.function.cmp(&b.function))
+    });
+    recursion.truncate(TOP_PATHS);
+
+    let mut roots: Vec<Share> = roots
+        .into_iter()
+        .map(|(name, samples)| Share {
+            name: name.to_owned(),
+            samples,
+            pct: pct(samples, total),
+        })
+        .collect();
+    roots.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.name.cmp(&b.name)));
+    roots.truncate(TOP_PATHS);
+
+    Ok(Analysis {
+        total_samples: total,
+        hot_path_pct: opts.hot_path_pct,
+        top_self: by_self.iter().take(TOP).map(|f| share_of(f)).collect(),
+        top_total: by_total.iter().take(TOP).map(|f| share_of(f)).collect(),
+        hot_functions,
+        lifecycle_modules: LIFECYCLE_MODULES
+            .iter()
+            .map(|m| {
+                let samples = modules.get(m).copied().unwrap_or(0);
+                Share {
+                    name: (*m).to_owned(),
+                    samples,
+                    pct: pct(samples, total),
+                }
+            })
+            .collect(),
+        categories: CATEGORIES
+            .iter()
+            .map(|(c, _)| {
+                let samples = categories.get(c).copied().unwrap_or(0);
+                Share {
+                    name: (*c).to_owned(),
+                    samples,
+                    pct: pct(samples, total),
+                }
+            })
+            .collect(),
+        roots,
+        hot_paths,
+        max_stack_depth: max_depth,
+        recursion,
+    })
+}
+
+/// Hot functions of `after` that were not hot in `before`: the plan's "new hot path" signal.
+#[allow(dead_code)] // Used by the comparison of the post-refactor run (profile-post).
+pub fn new_hot_functions<'a>(before: &Analysis, after: &'a Analysis) -> Vec<&'a FunctionShare> {
+    let known: HashSet<&str> = before
+        .hot_functions
+        .iter()
+        .map(|f| f.function.as_str())
+        .collect();
+    after
+        .hot_functions
+        .iter()
+        .filter(|f| !known.contains(f.function.as_str()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPTS: Options = Options {
+        hot_path_pct: 5.0,
+        first_frame_is_process: true,
+    };
+
+    fn find<'a>(list: &'a [FunctionShare], name: &str) -> &'a FunctionShare {
+        list.iter()
+            .find(|f| f.function == name)
+            .unwrap_or_else(|| panic!("{name} missing from {list:?}"))
+    }
+
+    fn share(list: &[Share], name: &str) -> f64 {
+        list.iter()
+            .find(|s| s.name == name)
+            .map(|s| s.pct)
+            .unwrap_or_else(|| panic!("{name} missing from {list:?}"))
+    }
+
+    #[test]
+    fn self_and_total_time() {
+        let folded = "\
+app;main;a;b 60
+app;main;a 10
+app;main;c 30
+";
+        let a = analyse(folded, OPTS).expect("valid input");
+        assert_eq!(a.total_samples, 100);
+        assert_eq!(a.top_self[0].function, "b");
+        assert_eq!(a.top_self[0].self_pct, 60.0);
+        assert_eq!(a.top_self[1].function, "c");
+        assert_eq!(find(&a.top_total, "a").total_samples, 70);
+        assert_eq!(find(&a.top_total, "a").self_samples, 10);
+        assert_eq!(a.top_total[0].function, "main");
+        assert_eq!(a.top_total[0].total_pct, 100.0);
+        assert!(
+            a.top_total.iter().all(|f| f.function != "app"),
+            "process name is not a function"
+        );
+        assert_eq!(a.roots[0].name, "app");
+        let hot: Vec<&str> = a
+            .hot_functions
+            .iter()
+            .map(|f| f.function.as_str())
+            .collect();
+        assert_eq!(hot, ["b", "c", "a"]);
+        assert_eq!(a.max_stack_depth, 3);
+        assert_eq!(a.hot_paths[0].frames, ["main", "a", "b"]);
+    }
+
+    #[test]
+    fn hot_function_threshold_is_applied() {
+        let folded = "p;main;big 96\np;main;small 4\n";
+        let a = analyse(folded, OPTS).expect("valid input");
+        let hot: Vec<&str> = a
+            .hot_functions
+            .iter()
+            .map(|f| f.function.as_str())
+            .collect();
+        assert_eq!(hot, ["big"], "4 % is below the 5 % call-out");
+    }
+
+    #[test]
+    fn recursion_counts_time_once() {
+        let folded = "p;main;walk;walk;walk;leaf 10\np;main;other 10\n";
+        let a = analyse(folded, OPTS).expect("valid input");
+        assert_eq!(find(&a.top_total, "walk").total_samples, 10);
+        assert_eq!(find(&a.top_total, "walk").total_pct, 50.0);
+        assert_eq!(a.recursion[0].function, "walk");
+        assert_eq!(a.recursion[0].max_depth, 3);
+    }
+
+    #[test]
+    fn lifecycle_modules_and_categories() {
+        let folded = "\
+p;tasker_orchestration::orchestration::lifecycle::task_initializer::TaskInitializer::create;sqlx_core::pool::acquire 30
+p;tasker_orchestration::orchestration::lifecycle::step_enqueuer::StepEnqueuer::run;serde_json::ser::to_vec;malloc 20
+p;<tasker_orchestration::orchestration::lifecycle::result_processor::ResultProcessor as X>::handle;tokio::sync::mpsc::chan::Tx<T,S>::send 10
+p;tasker_orchestration::orchestration::lifecycle::task_finalizer::finalize;parking_lot::raw_mutex::RawMutex::lock_slow 5
+p;catalog::lookup;freeze_all;tracing_core::event::Event::dispatch 35
+";
+        let a = analyse(folded, OPTS).expect("valid input");
+        assert_eq!(share(&a.lifecycle_modules, "task_initializer"), 30.0);
+        assert_eq!(share(&a.lifecycle_modules, "step_enqueuer"), 20.0);
+        assert_eq!(share(&a.lifecycle_modules, "result_processor"), 10.0);
+        assert_eq!(share(&a.lifecycle_modules, "task_finalizer"), 5.0);
+        assert_eq!(share(&a.categories, "database"), 30.0);
+        assert_eq!(share(&a.categories, "serialization"), 20.0);
+        assert_eq!(
+            share(&a.categories, "allocation"),
+            20.0,
+            "freeze_all is not free"
+        );
+        assert_eq!(share(&a.categories, "message_passing"), 10.0);
+        assert_eq!(share(&a.categories, "locks"), 5.0);
+        assert_eq!(
+            share(&a.categories, "logging"),
+            35.0,
+            "catalog:: is not log::"
+        );
+    }
+
+    #[test]
+    fn hashes_are_stripped() {
+        let folded = "p;main;core::fmt::write::h0123456789abcdef 3\np;main;core::fmt::write::hfedcba9876543210 1\n";
+        let a = analyse(folded, OPTS).expect("valid input");
+        assert_eq!(a.top_self[0].function, "core::fmt::write");
+        assert_eq!(a.top_self[0].self_samples, 4);
+        assert_eq!(normalise("a::hash::hot"), "a::hash::hot");
+    }
+
+    #[test]
+    fn malformed_lines_name_their_line() {
+        let err = analyse("p;main 3\np;main x\n", OPTS)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+        let err = analyse("p;main 3\nnocount\n", OPTS)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn empty_input_has_no_samples() {
+        let a = analyse("", OPTS).expect("empty is valid");
+        assert_eq!(a.total_samples, 0);
+        assert!(a.top_self.is_empty());
+        assert!(a.categories.iter().all(|c| c.pct == 0.0));
+    }
+
+    #[test]
+    fn new_hot_functions_are_those_not_hot_before() {
+        let before = analyse("p;main;a 90\np;main;b 10\n", OPTS).expect("valid");
+        let after = analyse("p;main;a 80\np;main;b 10\np;main;c 10\n", OPTS).expect("valid");
+        let new: Vec<&str> = new_hot_functions(&before, &after)
+            .iter()
+            .map(|f| f.function.as_str())
+            .collect();
+        assert_eq!(new, ["c"]);
+    }
+}

@@ -1,0 +1,84 @@
+//! A throwaway PostgreSQL for targets that need one, through the workspace's own
+//! `tasker db` command (so the xtask needs no database code). Stopped when the guard drops:
+//! at the end, on failure, and after Ctrl-C.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+/// The package and binary that provide `tasker db start|url|status|stop`.
+pub const TASKER_PACKAGE: &str = "tasker-core";
+pub const TASKER_BINARY: &str = "tasker";
+
+pub struct Database {
+    exe: PathBuf,
+    dir: PathBuf,
+    pub url: String,
+}
+
+impl Database {
+    pub fn start(sh: &Shell, exe: &Path, dir: &Path) -> Result<Database> {
+        let status = cmd!(sh, "{exe} db status --dir {dir}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run();
+        if status.is_ok() {
+            bail!(
+                "a database is already running in {}; stop it with `{} db stop --dir {}`, or set DATABASE_URL to use a running one",
+                dir.display(),
+                exe.display(),
+                dir.display()
+            );
+        }
+        cmd!(sh, "{exe} db start --dir {dir}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| {
+                format!(
+                    "starting the throwaway database with `{} db start --dir {}`",
+                    exe.display(),
+                    dir.display()
+                )
+            })?;
+        // From here on the guard owns the cluster, so an error below still stops it.
+        let mut db = Database {
+            exe: exe.to_owned(),
+            dir: dir.to_owned(),
+            url: String::new(),
+        };
+        let url = cmd!(sh, "{exe} db url --dir {dir}")
+            .quiet()
+            .read()
+            .context("reading the database URL with `tasker db url`")?;
+        let url = url.lines().next().unwrap_or_default().trim().to_owned();
+        if !url.starts_with("postgres") {
+            bail!(
+                "`tasker db url` printed `{}`, not a postgres:// URL",
+                crate::redact::url(&url)
+            );
+        }
+        db.url = url;
+        Ok(db)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let exe = &self.exe;
+        let dir = &self.dir;
+        let result = std::process::Command::new(exe)
+            .args(["db", "stop", "--dir"])
+            .arg(dir)
+            .status();
+        if !matches!(result, Ok(s) if s.success()) {
+            eprintln!(
+                "warning: could not stop the throwaway database; run `{} db stop --dir {}`",
+                exe.display(),
+                dir.display()
+            );
+        }
+    }
+}

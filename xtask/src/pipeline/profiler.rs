@@ -1,0 +1,214 @@
+//! The profiling pass: the built bench executable (`--bench --profile-time N`) or test
+//! executable (with its filter) under perf or samply, never cargo. perf output is folded
+//! with inferno and rendered as a flamegraph SVG.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use inferno::collapse::Collapse;
+use xshell::{cmd, Shell};
+
+use super::manifest::ProfileRecord;
+use super::RunEnv;
+use crate::flags::ProfilerChoice;
+use crate::plan::{Kind, Target};
+
+pub struct ProfilePass<'a> {
+    pub sh: &'a Shell,
+    pub env: &'a RunEnv,
+    pub exe: &'a Path,
+    pub target: &'a Target,
+    pub out: &'a Path,
+    pub profiler: ProfilerChoice,
+    pub frequency: u32,
+    pub profile_time_secs: f64,
+    /// perf's event: `cpu-clock` is a software event, so it works in VMs without counters.
+    pub perf_event: &'a str,
+    /// A title for the flamegraph (target and git revision).
+    pub title: String,
+}
+
+pub struct Profiled {
+    pub record: ProfileRecord,
+    /// The folded stacks, when the profiler's output could be folded.
+    pub folded: Option<String>,
+}
+
+impl ProfilePass<'_> {
+    /// The arguments the profiled executable gets.
+    pub fn target_args(&self) -> Vec<String> {
+        let t = self.target;
+        let mut args = Vec::new();
+        match t.kind {
+            Kind::Bench => {
+                args.extend([
+                    "--bench".to_owned(),
+                    "--profile-time".to_owned(),
+                    format!("{}", self.profile_time_secs),
+                ]);
+            }
+            Kind::Test => {}
+        }
+        if let Some(filter) = &t.filter {
+            args.push(filter.clone());
+        }
+        args
+    }
+
+    pub fn run(&self) -> Result<Profiled> {
+        let t = self.target;
+        let dir = self.out.join("profiles").join(&t.name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let exe = self.exe;
+        let args = self.target_args();
+        let freq = self.frequency.to_string();
+        let (program, raw_name, mut argv): (&str, &str, Vec<String>) = match self.profiler {
+            ProfilerChoice::Perf => (
+                "perf",
+                "perf.data",
+                vec![
+                    "record".into(),
+                    "-e".into(),
+                    self.perf_event.into(),
+                    "-F".into(),
+                    freq,
+                    "-g".into(),
+                    "-o".into(),
+                    dir.join("perf.data").display().to_string(),
+                ],
+            ),
+            ProfilerChoice::Samply => (
+                "samply",
+                "profile.json.gz",
+                vec![
+                    "record".into(),
+                    "--save-only".into(),
+                    // Writes a symbol side file next to the profile for `samply load`.
+                    "--unstable-presymbolicate".into(),
+                    "--rate".into(),
+                    freq,
+                    "-o".into(),
+                    dir.join("profile.json.gz").display().to_string(),
+                ],
+            ),
+            ProfilerChoice::None => bail!("no profiler selected"),
+        };
+        argv.push("--".into());
+        argv.push(exe.display().to_string());
+        argv.extend(args);
+        let argv_ref = &argv;
+        let command = cmd!(self.sh, "{program} {argv_ref...}");
+        let text = command.to_string();
+        let log = self.out.join("logs").join(&t.name).join("profile.log");
+        let started = Instant::now();
+        let output = self
+            .env
+            .apply(command)
+            .quiet()
+            .ignore_status()
+            .output()
+            .with_context(|| format!("running `{text}`"))?;
+        let duration = started.elapsed();
+        self.env.log(&log, &text, &output)?;
+        if !output.status.success() {
+            bail!(
+                "profiling `{}` failed ({}); see {}:\n{}",
+                t.name,
+                output.status,
+                log.display(),
+                self.env
+                    .scrub(&super::tail(&String::from_utf8_lossy(&output.stderr), 20))
+            );
+        }
+        let mut record = ProfileRecord {
+            command: std::iter::once(program.to_owned()).chain(argv).collect(),
+            duration_secs: duration.as_secs_f64(),
+            raw: format!("profiles/{}/{raw_name}", t.name),
+            folded: None,
+            flamegraph: None,
+            samples: None,
+            top_self: None,
+        };
+        if self.profiler != ProfilerChoice::Perf {
+            // samply saves an unsymbolicated Firefox-profiler file; `samply load` reads it.
+            return Ok(Profiled {
+                record,
+                folded: None,
+            });
+        }
+        let folded = fold_perf(
+            &dir.join("perf.data"),
+            &self.out.join("logs").join(&t.name).join("perf-script.log"),
+        )?;
+        std::fs::write(dir.join("folded.txt"), &folded).context("writing folded stacks")?;
+        record.folded = Some(format!("profiles/{}/folded.txt", t.name));
+        let samples: u64 = folded
+            .lines()
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, n)| n.parse::<u64>().ok()))
+            .sum();
+        record.samples = Some(samples);
+        if samples == 0 {
+            bail!(
+                "the profile of `{}` holds no samples; the run may be too short (raise profile_time_secs) or perf lacks permission",
+                t.name
+            );
+        }
+        let svg = dir.join("flamegraph.svg");
+        render_flamegraph(&folded, &svg, &self.title)?;
+        record.flamegraph = Some(format!("profiles/{}/flamegraph.svg", t.name));
+        Ok(Profiled {
+            record,
+            folded: Some(folded),
+        })
+    }
+}
+
+/// `perf script` piped straight into inferno's folder: the text form of a long profile is
+/// far bigger than the folded result, so it is never held in memory or on disk whole.
+/// xshell cannot stream a child's output, hence `std::process` here.
+pub fn fold_perf(raw: &Path, log: &Path) -> Result<String> {
+    let stderr = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let mut child = Command::new("perf")
+        .arg("script")
+        .arg("-i")
+        .arg(raw)
+        // Inline expansion runs addr2line per frame: minutes on big profiles, little gain.
+        .arg("--no-inline")
+        // Without the `period` field inferno counts one per sample instead of summing periods,
+        // so the folded counts are samples.
+        .args(["-F", "comm,pid,tid,time,event,ip,sym,dso"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .context("running `perf script`")?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("capturing `perf script` output")?;
+    let mut folded = Vec::new();
+    let mut folder = inferno::collapse::perf::Folder::default();
+    let collapsed = folder.collapse(BufReader::new(stdout), &mut folded);
+    let status = child.wait().context("waiting for `perf script`")?;
+    collapsed.context("folding `perf script` output")?;
+    if !status.success() {
+        bail!(
+            "`perf script -i {}` failed ({status}); see {}",
+            raw.display(),
+            log.display()
+        );
+    }
+    String::from_utf8(folded).context("folded stacks are not UTF-8")
+}
+
+pub fn render_flamegraph(folded: &str, svg: &PathBuf, title: &str) -> Result<()> {
+    let mut options = inferno::flamegraph::Options::default();
+    options.title = title.to_owned();
+    options.count_name = "samples".to_owned();
+    let file = File::create(svg).with_context(|| format!("creating {}", svg.display()))?;
+    inferno::flamegraph::from_lines(&mut options, folded.lines(), BufWriter::new(file))
+        .with_context(|| format!("rendering {}", svg.display()))
+}

@@ -1,0 +1,343 @@
+//! End-to-end test of `cargo xtask profile-baseline` on the fixture workspace
+//! (`tests/fixtures/profile-fixture`): a real clean build, criterion timing runs and perf
+//! profiles, checked against the one thing known in advance, that
+//! `xtask_fixture_hot_kernel` dominates the fixture's time. Needs perf; fails without it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const HOT: &str = "xtask_fixture_hot_kernel";
+
+fn fixture_source() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/profile-fixture")
+}
+
+/// Copies the fixture (without build output) so runs never write into the repository.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create fixture copy");
+    for entry in std::fs::read_dir(from).expect("read fixture") {
+        let entry = entry.expect("fixture entry");
+        let name = entry.file_name();
+        if ["target", "profiles", "docs"]
+            .iter()
+            .any(|skip| name == *skip)
+        {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            copy_dir(&path, &to.join(&name));
+        } else {
+            std::fs::copy(&path, to.join(&name)).expect("copy fixture file");
+        }
+    }
+}
+
+fn xtask(workspace: &Path, args: &[&str]) -> Output {
+    let plan = workspace.join("profile-plan.toml");
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--workspace")
+        .arg(workspace)
+        .arg("--plan")
+        .arg(&plan)
+        .args(args)
+        // The fixture builds into its own target directory, never the caller's.
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("run xtask")
+}
+
+fn require_perf() {
+    let ok = Command::new("perf")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "perf is not installed: this test profiles the fixture with perf. Install it \
+         (`apt-get install linux-perf` on Debian) or run `cargo xtask install-tools`."
+    );
+}
+
+fn read_json(path: &Path) -> Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Parses the SVG as XML from start to end and returns the text of its `<title>` elements
+/// (inferno puts each frame's name and sample count there).
+fn svg_titles(path: &Path) -> Vec<String> {
+    use quick_xml::events::Event;
+    let text = std::fs::read_to_string(path).expect("read svg");
+    let mut reader = quick_xml::Reader::from_str(&text);
+    let mut titles = Vec::new();
+    let mut in_title = false;
+    let mut saw_svg = false;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) if e.name().as_ref() == b"svg" => saw_svg = true,
+            Ok(Event::Start(e)) if e.name().as_ref() == b"title" => in_title = true,
+            Ok(Event::End(e)) if e.name().as_ref() == b"title" => in_title = false,
+            Ok(Event::Text(t)) if in_title => {
+                titles.push(String::from_utf8_lossy(t.as_ref()).into_owned())
+            }
+            Ok(Event::Eof) => break,
+            Err(e) => panic!("{} is not well-formed XML: {e}", path.display()),
+            _ => {}
+        }
+    }
+    assert!(saw_svg, "{} has no <svg> element", path.display());
+    titles
+}
+
+#[test]
+fn profile_baseline_finds_the_hot_function_and_protects_the_baseline() {
+    require_perf();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ws = tmp.path().join("fixture");
+    copy_dir(&fixture_source(), &ws);
+    let target_dir = tmp.path().join("target");
+    let target_dir_arg = target_dir.to_str().expect("utf-8 temp path");
+
+    let run = xtask(
+        &ws,
+        &[
+            "profile-baseline",
+            "--quick",
+            "--profiler",
+            "perf",
+            "--allow-interference",
+            "--target-dir",
+            target_dir_arg,
+        ],
+    );
+    assert!(
+        run.status.success(),
+        "profile-baseline failed:\n{}",
+        stderr(&run)
+    );
+
+    let out = ws.join("profiles/pre-refactor");
+    let manifest = read_json(&out.join("manifest.json"));
+    assert_eq!(manifest["schema_version"], 1);
+    assert!(manifest["interference"]["findings"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty()));
+    assert!(manifest["host"]["logical_cores"]
+        .as_u64()
+        .is_some_and(|n| n >= 1));
+    assert!(manifest["build"]["clean_command"]
+        .as_str()
+        .is_some_and(|c| c.contains("cargo clean")));
+    let targets = manifest["targets"].as_array().expect("targets array");
+    assert_eq!(targets.len(), 2);
+    for t in targets {
+        let name = t["name"].as_str().expect("name");
+        assert_ne!(t["status"], "failed", "{name}: {}", t["error"]);
+        let raw = out.join(t["profile"]["raw"].as_str().expect("raw profile path"));
+        assert!(raw.is_file(), "{} missing", raw.display());
+        assert!(
+            t["profile"]["samples"].as_u64().is_some_and(|s| s > 100),
+            "{name}: too few samples"
+        );
+        assert!(
+            t["profile"]["top_self"]["function"]
+                .as_str()
+                .is_some_and(|f| f.ends_with(HOT)),
+            "{name}: top self function is {}",
+            t["profile"]["top_self"]
+        );
+    }
+
+    // The summary ranks the hot function first by self time for the bench target.
+    let summary = std::fs::read_to_string(out.join("summary.md")).expect("summary.md");
+    let bench_section = summary
+        .split("### fixture-bench")
+        .nth(1)
+        .expect("bench section in summary");
+    let first_row = bench_section
+        .lines()
+        .find(|l| l.starts_with("| 1 |"))
+        .expect("a ranked row");
+    assert!(first_row.contains(HOT), "first by self time: {first_row}");
+
+    // The machine-readable analysis agrees, and the cold helper ranks below it.
+    let analysis = read_json(&out.join("analysis.json"));
+    let bench = analysis["targets"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == "fixture-bench"))
+        .expect("bench analysis");
+    let top = &bench["analysis"]["top_self"];
+    assert!(
+        top[0]["function"]
+            .as_str()
+            .is_some_and(|f| f.ends_with(HOT)),
+        "{top}"
+    );
+    assert!(
+        top[0]["self_pct"].as_f64().is_some_and(|p| p > 50.0),
+        "{top}"
+    );
+    assert!(
+        top[1]["function"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("xtask_fixture_cold_helper")),
+        "{top}"
+    );
+
+    // Criterion estimates are read, copied and summarised per run.
+    let timings = read_json(&out.join("timings.json"));
+    let benchmarks = &timings["targets"][0]["benchmarks"];
+    assert_eq!(benchmarks[0]["id"], "fixture/workload");
+    assert_eq!(benchmarks[0]["runs"].as_array().map(Vec::len), Some(3));
+    assert!(benchmarks[0]["typical_ns"]
+        .as_f64()
+        .is_some_and(|ns| ns > 0.0));
+    assert!(out
+        .join("criterion/fixture-bench/run-3/fixture/workload/estimates.json")
+        .is_file());
+
+    // Flamegraph: well-formed SVG whose frames include the hot function.
+    let svg = out.join(
+        targets[0]["profile"]["flamegraph"]
+            .as_str()
+            .expect("svg path"),
+    );
+    let titles = svg_titles(&svg);
+    assert!(
+        titles.iter().any(|t| t.contains(HOT)),
+        "no {HOT} frame in {}",
+        svg.display()
+    );
+
+    assert!(out.join("plan.toml").is_file());
+    assert!(ws
+        .join("docs/observability/lifecycle-performance-baseline.md")
+        .is_file());
+    let leftovers: Vec<_> = std::fs::read_dir(ws.join("profiles"))
+        .expect("profiles dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary directories left behind");
+
+    // A second run without --force refuses before building anything and leaves the
+    // baseline as it was.
+    let before = std::fs::read(out.join("manifest.json")).expect("manifest bytes");
+    let again = xtask(
+        &ws,
+        &[
+            "profile-baseline",
+            "--quick",
+            "--allow-interference",
+            "--target-dir",
+            target_dir_arg,
+        ],
+    );
+    assert!(!again.status.success(), "second run must refuse");
+    let err = stderr(&again);
+    assert!(err.contains("--force"), "{err}");
+    assert!(
+        !err.contains("building"),
+        "refused only after building: {err}"
+    );
+    assert_eq!(
+        std::fs::read(out.join("manifest.json")).expect("manifest bytes"),
+        before
+    );
+}
+
+#[test]
+fn unknown_target_and_malformed_plan_are_clear_errors() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ws = tmp.path().join("fixture");
+    copy_dir(&fixture_source(), &ws);
+
+    let o = xtask(
+        &ws,
+        &["profile-baseline", "--only", "nope", "--profiler", "none"],
+    );
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("unknown target `nope`") && err.contains("fixture-bench"),
+        "{err}"
+    );
+
+    let plan = ws.join("profile-plan.toml");
+    let text = std::fs::read_to_string(&plan).expect("plan");
+    std::fs::write(
+        &plan,
+        text.replace("category = \"component\"", "category = \"componnet\""),
+    )
+    .expect("write");
+    let o = xtask(&ws, &["profile-baseline", "--profiler", "none"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("profile-plan.toml:7") && err.contains("componnet"),
+        "{err}"
+    );
+    assert!(
+        !ws.join("profiles").exists(),
+        "nothing written on a bad plan"
+    );
+}
+
+#[test]
+fn audit_lists_the_fixture_bench() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ws = tmp.path().join("fixture");
+    copy_dir(&fixture_source(), &ws);
+    std::fs::create_dir_all(ws.join("benches")).expect("benches dir");
+    std::fs::write(
+        ws.join("benches/later.rs"),
+        "//! Later.\n//!\n//! Status: placeholder\nfn main() {}\n",
+    )
+    .expect("write placeholder");
+    let manifest = ws.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    std::fs::write(
+        &manifest,
+        format!("{text}\n[[bench]]\nname = \"later\"\nharness = false\n"),
+    )
+    .expect("write");
+
+    let o = xtask(&ws, &["audit"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    let row = |bench: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(&format!("| {bench} |")))
+            .unwrap_or_else(|| panic!("no row for {bench}:\n{table}"))
+            .to_owned()
+    };
+    assert!(
+        row("fixture_bench").contains("implemented") && row("fixture_bench").contains("| yes |")
+    );
+    assert!(row("later").contains("placeholder") && row("later").contains("| no |"));
+}
+
+#[test]
+fn check_env_reports_json() {
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["check-env", "--json"])
+        .output()
+        .expect("run xtask");
+    // A busy CI machine may fail the check; the report must be there either way.
+    let report: Value = serde_json::from_slice(&o.stdout).expect("JSON report");
+    let findings = report["findings"].as_array().expect("findings");
+    assert!(findings.iter().any(|f| f["check"] == "load"));
+    assert!(findings
+        .iter()
+        .all(|f| ["ok", "warn", "fail"].contains(&f["status"].as_str().unwrap_or(""))));
+    assert_eq!(o.status.success(), report["worst"] != "fail");
+}
