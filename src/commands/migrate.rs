@@ -7,7 +7,7 @@ use tasker_shared::database::{connect, migrate, redact_url, MIGRATOR};
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// PostgreSQL connection URL.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
 }
 

@@ -2,6 +2,9 @@
 
 mod db;
 mod migrate;
+mod server;
+mod task;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +23,12 @@ enum Command {
     Db(db::DbArgs),
     /// Apply the schema migrations to the database named by --database-url / DATABASE_URL.
     Migrate(migrate::MigrateArgs),
+    /// Run the REST API and an orchestrator in one process (Ctrl-C or SIGTERM stops it).
+    Server(server::ServerArgs),
+    /// Run a worker that executes the example step handlers for its namespaces' steps.
+    Worker(worker::WorkerArgs),
+    /// Create, inspect, list and wait for tasks through a running server's API.
+    Task(task::TaskArgs),
 }
 
 /// Logs go to stderr, filtered by RUST_LOG (default: info for tasker's crates).
@@ -37,5 +46,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Db(args) => db::run(args).await,
         Command::Migrate(args) => migrate::run(args).await,
+        Command::Server(args) => server::run(args).await,
+        Command::Worker(args) => worker::run(args).await,
+        Command::Task(args) => task::run(args).await,
     }
 }

@@ -74,7 +74,10 @@ async fn start_server(db: &BenchDatabase, dedup_window: Duration) -> Server {
     }));
     let client = TaskerClient::new(&format!("http://{address}")).expect("client");
     // the first request opens the keep-alive connection; the benchmark measures the rest
-    client.health().await.expect("the API answers its health check");
+    client
+        .health()
+        .await
+        .expect("the API answers its health check");
     Server {
         client,
         stop: Mutex::new(Some(stop)),

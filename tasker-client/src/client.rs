@@ -55,9 +55,7 @@ impl TaskerClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let tasks_url = base
-            .join("v1/tasks")
-            .map_err(|e| invalid(e.to_string()))?;
+        let tasks_url = base.join("v1/tasks").map_err(|e| invalid(e.to_string()))?;
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             // small JSON requests: Nagle's algorithm would only add latency
@@ -118,7 +116,11 @@ impl TaskerClient {
 
     /// `GET /v1/tasks/{id}/wait`: one long poll of at most `timeout` (the server caps it at
     /// [`MAX_WAIT_MS`]).
-    pub async fn wait_once(&self, task_uuid: Uuid, timeout: Duration) -> ClientResult<WaitResponse> {
+    pub async fn wait_once(
+        &self,
+        task_uuid: Uuid,
+        timeout: Duration,
+    ) -> ClientResult<WaitResponse> {
         let url = self.url(&format!("v1/tasks/{task_uuid}/wait"))?;
         let timeout_ms = u64::try_from(timeout.as_millis())
             .unwrap_or(u64::MAX)
@@ -261,7 +263,10 @@ mod tests {
         );
         assert_eq!(err.code(), Some("task_not_found"));
         assert!(err.is_not_found());
-        assert_eq!(err.to_string(), "no task x (task_not_found, HTTP 404 Not Found)");
+        assert_eq!(
+            err.to_string(),
+            "no task x (task_not_found, HTTP 404 Not Found)"
+        );
 
         let err = error_from_body(&url, StatusCode::BAD_GATEWAY, b"upstream down");
         assert!(
@@ -281,6 +286,9 @@ mod tests {
         let client = TaskerClient::new(&format!("http://127.0.0.1:{port}")).unwrap();
         let err = client.health().await.unwrap_err();
         assert!(matches!(err, ClientError::Unreachable { .. }), "{err:?}");
-        assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("127.0.0.1:{port}")),
+            "{err}"
+        );
     }
 }

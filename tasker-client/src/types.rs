@@ -331,8 +331,7 @@ mod tests {
     #[test]
     fn a_create_request_needs_only_the_template_and_defaults_the_rest() {
         let request: CreateTaskRequest =
-            serde_json::from_value(json!({"namespace": "n", "name": "t", "version": "1"}))
-                .unwrap();
+            serde_json::from_value(json!({"namespace": "n", "name": "t", "version": "1"})).unwrap();
         assert_eq!(request, CreateTaskRequest::new("n", "t", "1", json!({})));
         // optional fields that are unset are not sent
         assert_eq!(

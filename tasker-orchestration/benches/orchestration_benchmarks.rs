@@ -85,8 +85,18 @@ async fn create_fixture() -> Fixture {
     let mut single = wide_template("bench_coordination", 1, false);
     single.name = "single_step".into();
     let specs = [
-        ("linear_enqueue_1", fixture_template(LINEAR), "linear_step_1", 1),
-        ("diamond_enqueue_2", fixture_template(DIAMOND), "diamond_start", 2),
+        (
+            "linear_enqueue_1",
+            fixture_template(LINEAR),
+            "linear_step_1",
+            1,
+        ),
+        (
+            "diamond_enqueue_2",
+            fixture_template(DIAMOND),
+            "diamond_start",
+            2,
+        ),
         ("fanout_enqueue_10", fanout(10), "root", 10),
         ("single_step_finalize", single, "step_000", 0),
     ];

@@ -33,8 +33,8 @@ use tasker_orchestration::orchestration::lifecycle::step_enqueuer::{
     discover_ready_steps, mark_enqueued, publish, StepEnqueuer,
 };
 use tasker_shared::bench_support::{
-    complete_steps, create_tasks, delete_tasks, fixture_template, purge_queue, register,
-    runtime, teardown, wide_template, BenchDatabase, DAG,
+    complete_steps, create_tasks, delete_tasks, fixture_template, purge_queue, register, runtime,
+    teardown, wide_template, BenchDatabase, DAG,
 };
 use tasker_shared::messaging::{namespace_queue_name, StepMessage};
 use tasker_shared::templates::TaskTemplate;
@@ -146,7 +146,12 @@ async fn prepare(db: &BenchDatabase, shape: &Shape, count: usize) -> Vec<Prepare
                 .map(|(_, uuid)| *uuid)
                 .collect();
             ready.sort();
-            assert_eq!(ready.len(), shape.size, "shape does not have {} ready steps", shape.size);
+            assert_eq!(
+                ready.len(),
+                shape.size,
+                "shape does not have {} ready steps",
+                shape.size
+            );
             Prepared {
                 task: t.task_uuid,
                 ready,

@@ -57,9 +57,10 @@ fn fixture() -> &'static Fixture {
             let queue = Queue::new(QUEUE).expect("valid queue name");
             queue.create(&db.pool).await.expect("creating the queue");
             // a fallback far beyond any iteration: a wake by poll would be a failure here
-            let listener = QueueListener::connect(&db.pool, &[queue.clone()], Duration::from_secs(30))
-                .await
-                .expect("connecting the listener");
+            let listener =
+                QueueListener::connect(&db.pool, &[queue.clone()], Duration::from_secs(30))
+                    .await
+                    .expect("connecting the listener");
             let producer = db.pool.acquire().await.expect("producer connection");
             let consumer = db.pool.acquire().await.expect("consumer connection");
             Fixture {
@@ -154,7 +155,11 @@ async fn run(fx: &Fixture, variant: Variant, iters: u64) -> Duration {
 
 fn bench_event_propagation(c: &mut Criterion) {
     let mut group = c.benchmark_group("event_propagation");
-    for variant in [Variant::SendWake, Variant::SendWakeRead, Variant::NotifyWake] {
+    for variant in [
+        Variant::SendWake,
+        Variant::SendWakeRead,
+        Variant::NotifyWake,
+    ] {
         group.bench_function(variant.id(), |b| {
             let fx = fixture();
             b.to_async(runtime())

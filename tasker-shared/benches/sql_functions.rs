@@ -142,12 +142,13 @@ async fn create_fixture() -> Fixture {
     ] {
         let t = data.find(template, Scenario::Running, skip);
         assert_eq!(t.state, StepsInProcess);
-        let seeded: i32 =
-            sqlx::query_scalar("SELECT max(sort_key) FROM tasker.task_transitions WHERE task_uuid = $1")
-                .bind(t.uuid)
-                .fetch_one(&db.pool)
-                .await
-                .expect("reading the seeded history length");
+        let seeded: i32 = sqlx::query_scalar(
+            "SELECT max(sort_key) FROM tasker.task_transitions WHERE task_uuid = $1",
+        )
+        .bind(t.uuid)
+        .fetch_one(&db.pool)
+        .await
+        .expect("reading the seeded history length");
         flips.push(FlipTask {
             label: format!(
                 "{}{}_{}_{}",
@@ -166,7 +167,10 @@ async fn create_fixture() -> Fixture {
 
     let mut ancestors = Vec::new();
     for (template, steps) in [
-        (LINEAR, &["linear_step_1", "linear_step_2", "linear_step_4"][..]),
+        (
+            LINEAR,
+            &["linear_step_1", "linear_step_2", "linear_step_4"][..],
+        ),
         (DIAMOND, &["diamond_branch_b", "diamond_end"][..]),
         (DAG, &["dag_validate", "dag_finalize"][..]),
         (
@@ -237,7 +241,11 @@ fn bench_transition(c: &mut Criterion) {
                 let start = Instant::now();
                 for _ in 0..iters {
                     let at_b = flip.at_b.load(Ordering::Relaxed);
-                    let (from, to) = if at_b { (flip.b, flip.a) } else { (flip.a, flip.b) };
+                    let (from, to) = if at_b {
+                        (flip.b, flip.a)
+                    } else {
+                        (flip.a, flip.b)
+                    };
                     let moved = sql_functions::transition_task_state_atomic(
                         pool,
                         flip.task,
@@ -354,9 +362,18 @@ const SAMPLE_LABELS: Labels = Labels {
 
 fn check_labels(fx: &Fixture) {
     let same = |a: &[&str], b: &[(String, Uuid)]| a.iter().zip(b).all(|(x, (y, _))| *x == y);
-    assert!(same(&SAMPLE_LABELS.readiness, &fx.readiness), "readiness labels drifted");
-    assert!(same(&SAMPLE_LABELS.contexts, &fx.contexts), "context labels drifted");
-    assert!(same(&SAMPLE_LABELS.ancestors, &fx.ancestors), "ancestor labels drifted");
+    assert!(
+        same(&SAMPLE_LABELS.readiness, &fx.readiness),
+        "readiness labels drifted"
+    );
+    assert!(
+        same(&SAMPLE_LABELS.contexts, &fx.contexts),
+        "context labels drifted"
+    );
+    assert!(
+        same(&SAMPLE_LABELS.ancestors, &fx.ancestors),
+        "ancestor labels drifted"
+    );
     assert!(
         SAMPLE_LABELS
             .flips
@@ -437,7 +454,7 @@ impl Call {
     /// (a non-superuser `DATABASE_URL`): SQL functions are inlined and show their body; the
     /// plpgsql function shows only its call.
     async fn explain(&self, conn: &mut PgConnection) -> Value {
-        const E: &str = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ";
+        const E: &str = "EXPLAIN (ANALYZE, BUFFERS, SUMMARY, FORMAT JSON) ";
         let mut tx = conn.begin().await.expect("begin");
         let plan = match self {
             Call::NextReady(n) => {
@@ -506,7 +523,10 @@ impl tracing::Subscriber for NoticeCapture {
     fn event(&self, event: &tracing::Event<'_>) {
         let mut message = String::new();
         event.record(&mut MessageField(&mut message));
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(message);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(message);
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
@@ -587,10 +607,16 @@ async fn explain_all(fx: &Fixture, capture: &NoticeCapture) {
     let calls = vec![
         ("batch_10".to_string(), Call::NextReady(10)),
         ("batch_100".to_string(), Call::NextReady(100)),
-        (fx.readiness[1].0.clone(), Call::Readiness(fx.readiness[1].1)),
+        (
+            fx.readiness[1].0.clone(),
+            Call::Readiness(fx.readiness[1].1),
+        ),
         (fx.contexts[2].0.clone(), Call::Context(fx.contexts[2].1)),
         (flip.label.clone(), Call::Transition(flip.task, from, to)),
-        (fx.ancestors[9].0.clone(), Call::Ancestors(fx.ancestors[9].1)),
+        (
+            fx.ancestors[9].0.clone(),
+            Call::Ancestors(fx.ancestors[9].1),
+        ),
     ];
     let out_dir = std::env::var_os("TASKER_EXPLAIN_OUT").map(PathBuf::from);
     let mut by_function: HashMap<&str, Vec<Value>> = HashMap::new();
@@ -618,10 +644,32 @@ async fn explain_all(fx: &Fixture, capture: &NoticeCapture) {
         for plan in &plans {
             report_plan(plan, &big_tables);
         }
+        // planning is invisible to auto_explain; a plain EXPLAIN's summary shows it
+        let summary = call.explain(&mut conn).await;
+        let planning = summary.pointer("/0/Planning Time").and_then(Value::as_f64);
+        let execution = summary.pointer("/0/Execution Time").and_then(Value::as_f64);
+        let cache = plan_cache_timings(&mut conn, call).await;
+        println!(
+            "  EXPLAIN summary: planning {} ms, execution {} ms (custom plan, with instrumentation)",
+            planning.map_or("?".into(), |p| format!("{p:.3}")),
+            execution.map_or("?".into(), |e| format!("{e:.3}")),
+        );
+        println!(
+            "  per call over one connection: {}",
+            cache
+                .iter()
+                .map(|(mode, us)| format!("{mode} {us:.0} us"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         by_function.entry(call.function()).or_default().push(json!({
             "sample": label,
             "method": if auto_explain { "auto_explain" } else { "explain" },
             "plans": plans,
+            "explain_summary": summary,
+            "planning_ms": planning,
+            "execution_ms": execution,
+            "per_call_us_by_plan_cache_mode": cache.iter().map(|(m, us)| (m.to_string(), json!(us))).collect::<serde_json::Map<_, _>>(),
         }));
     }
     let _ = conn.close().await;
@@ -633,13 +681,42 @@ async fn explain_all(fx: &Fixture, capture: &NoticeCapture) {
         }
         for (function, samples) in by_function {
             let path = dir.join(format!("{function}.json"));
-            let doc = json!({"function": function, "samples": samples, "data_set": fx.data.summary()});
+            let doc =
+                json!({"function": function, "samples": samples, "data_set": fx.data.summary()});
             match std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap_or_default()) {
                 Ok(()) => println!("explain_analyze: wrote {}", path.display()),
                 Err(e) => eprintln!("explain_analyze: cannot write {}: {e}", path.display()),
             }
         }
     }
+}
+
+/// Mean wall time per call on one connection under each `plan_cache_mode`: whether the
+/// prepared statement's cached generic plan is used (`auto` close to `force_generic_plan`) or
+/// every call is planned again (`auto` close to `force_custom_plan`), and what planning costs.
+async fn plan_cache_timings(conn: &mut PgConnection, call: &Call) -> Vec<(&'static str, f64)> {
+    const CALLS: u32 = 100;
+    let mut timings = Vec::new();
+    for mode in ["auto", "force_custom_plan", "force_generic_plan"] {
+        sqlx::query(&format!("SET plan_cache_mode = {mode}"))
+            .execute(&mut *conn)
+            .await
+            .expect("set plan_cache_mode");
+        // past the five custom plans the plan cache always tries first
+        for _ in 0..6 {
+            call.run(&mut *conn).await;
+        }
+        let start = Instant::now();
+        for _ in 0..CALLS {
+            call.run(&mut *conn).await;
+        }
+        timings.push((mode, start.elapsed().as_secs_f64() * 1e6 / f64::from(CALLS)));
+    }
+    sqlx::query("RESET plan_cache_mode")
+        .execute(&mut *conn)
+        .await
+        .expect("reset plan_cache_mode");
+    timings
 }
 
 /// Prints a plan as an indented tree (node, relation, index, rows x loops, time, buffers) and
@@ -655,7 +732,10 @@ fn report_plan(plan: &Value, big_tables: &HashMap<String, f64>) {
     let total = plan
         .get("Execution Time")
         .and_then(Value::as_f64)
-        .or_else(|| plan.pointer("/Plan/Actual Total Time").and_then(Value::as_f64))
+        .or_else(|| {
+            plan.pointer("/Plan/Actual Total Time")
+                .and_then(Value::as_f64)
+        })
         .unwrap_or(f64::NAN);
     let shown: String = query.chars().take(110).collect();
     println!("  [{total:.3} ms] {shown}");

@@ -107,7 +107,8 @@ async fn pool(url: &str, max_connections: u32) -> PgPool {
 /// cluster there is nothing to do: the cluster and its data directory disappear when the
 /// process exits. Errors are reported, not fatal: the measurements are already written.
 pub fn teardown() {
-    let names: Vec<String> = std::mem::take(&mut *CREATED.lock().unwrap_or_else(|p| p.into_inner()));
+    let names: Vec<String> =
+        std::mem::take(&mut *CREATED.lock().unwrap_or_else(|p| p.into_inner()));
     let Ok(admin_url) = std::env::var("DATABASE_URL") else {
         return;
     };
@@ -159,9 +160,12 @@ pub fn fixture_templates() -> HashMap<String, TaskTemplate> {
 
 /// One fixture template by name.
 pub fn fixture_template(name: &str) -> TaskTemplate {
-    fixture_templates()
-        .remove(name)
-        .unwrap_or_else(|| panic!("no fixture template named {name} in {}", fixtures_dir().display()))
+    fixture_templates().remove(name).unwrap_or_else(|| {
+        panic!(
+            "no fixture template named {name} in {}",
+            fixtures_dir().display()
+        )
+    })
 }
 
 /// Template names of the four fixture shapes.
@@ -221,8 +225,11 @@ pub fn step_depths(template: &TaskTemplate) -> HashMap<String, usize> {
         memo.insert(name.to_string(), d);
         d
     }
-    let by_name: HashMap<&str, &StepTemplate> =
-        template.steps.iter().map(|s| (s.name.as_str(), s)).collect();
+    let by_name: HashMap<&str, &StepTemplate> = template
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s))
+        .collect();
     let mut memo = HashMap::new();
     for s in &template.steps {
         depth_of(&s.name, &by_name, &mut memo);
@@ -302,7 +309,10 @@ pub async fn purge_queue(pool: &PgPool, queue_name: &str) {
 pub async fn advance_steps(pool: &PgPool, steps: &[Uuid], path: &[StepState]) {
     let mut from = StepState::Pending;
     for to in path {
-        assert!(from.can_transition_to(*to), "advance_steps: {from} -> {to} is illegal");
+        assert!(
+            from.can_transition_to(*to),
+            "advance_steps: {from} -> {to} is illegal"
+        );
         let moved: Vec<Uuid> = sqlx::query_scalar(
             "SELECT * FROM tasker.transition_steps_atomic($1, $2, $3, 'bench_setup')",
         )
@@ -312,7 +322,11 @@ pub async fn advance_steps(pool: &PgPool, steps: &[Uuid], path: &[StepState]) {
         .fetch_all(pool)
         .await
         .unwrap_or_else(|e| panic!("advance_steps {from} -> {to}: {e}"));
-        assert_eq!(moved.len(), steps.len(), "advance_steps: not every step was in {from}");
+        assert_eq!(
+            moved.len(),
+            steps.len(),
+            "advance_steps: not every step was in {from}"
+        );
         if *to == StepState::InProgress {
             sqlx::query(
                 "UPDATE tasker.workflow_steps SET attempts = attempts + 1, last_attempted_at = now()
@@ -636,11 +650,18 @@ struct Transitions {
 impl Transitions {
     /// Appends a history: `path[0]` is the initial state (from NULL), each later entry one
     /// transition; the last is most_recent.
-    fn push_path(&mut self, ids: &mut UuidSequence, owner: Uuid, path: &[&str], start: DateTime<Utc>) {
+    fn push_path(
+        &mut self,
+        ids: &mut UuidSequence,
+        owner: Uuid,
+        path: &[&str],
+        start: DateTime<Utc>,
+    ) {
         for (i, to) in path.iter().enumerate() {
             self.uuid.push(ids.next_uuid());
             self.owner.push(owner);
-            self.from.push(i.checked_sub(1).map(|p| path[p].to_string()));
+            self.from
+                .push(i.checked_sub(1).map(|p| path[p].to_string()));
             self.to.push((*to).to_string());
             self.sort_key.push(i as i32 + 1);
             self.most_recent.push(i + 1 == path.len());
@@ -669,7 +690,11 @@ fn step_path(state: StepState, max_attempts: i32) -> Vec<StepState> {
         Error => {
             for attempt in 1..=max_attempts {
                 path.extend([Enqueued, InProgress, EnqueuedAsErrorForOrchestration]);
-                path.push(if attempt < max_attempts { WaitingForRetry } else { Error });
+                path.push(if attempt < max_attempts {
+                    WaitingForRetry
+                } else {
+                    Error
+                });
             }
         }
         other => panic!("the data set does not seed steps in {other}"),
@@ -777,8 +802,7 @@ pub async fn seed_dataset(pool: &PgPool, spec: DatasetSpec) -> TaskerResult<Seed
             0
         };
         // one task every two seconds, the newest a minute old
-        let created =
-            now - chrono::Duration::seconds(60 + 2 * (spec.tasks - i) as i64);
+        let created = now - chrono::Duration::seconds(60 + 2 * (spec.tasks - i) as i64);
         let task_uuid = ids.next_uuid();
 
         let tpath = task_path(scenario, frontier);
@@ -788,7 +812,8 @@ pub async fn seed_dataset(pool: &PgPool, spec: DatasetSpec) -> TaskerResult<Seed
         cols.t_uuid.push(task_uuid);
         cols.t_named.push(*named_task_uuid);
         cols.t_state.push(state.as_str().to_string());
-        cols.t_context.push(json!({"even_number": 2 * (1 + i % 10), "bench_index": i}));
+        cols.t_context
+            .push(json!({"even_number": 2 * (1 + i % 10), "bench_index": i}));
         cols.t_priority.push(priority);
         cols.t_identity.push(format!("bench-dataset-{i}"));
         cols.t_created.push(created);
@@ -830,7 +855,10 @@ pub async fn seed_dataset(pool: &PgPool, spec: DatasetSpec) -> TaskerResult<Seed
             let max_attempts = s.retry.max_attempts.min(i32::MAX as u32) as i32;
             let spath = step_path(step_state, max_attempts);
             check_legal(&spath, StepState::can_transition_to);
-            let attempts = spath.iter().filter(|s| **s == StepState::InProgress).count() as i32;
+            let attempts = spath
+                .iter()
+                .filter(|s| **s == StepState::InProgress)
+                .count() as i32;
             let attempted = attempts > 0;
             let finished = created + chrono::Duration::milliseconds(50 * spath.len() as i64);
             let step_uuid = ids.next_uuid();
@@ -853,8 +881,9 @@ pub async fn seed_dataset(pool: &PgPool, spec: DatasetSpec) -> TaskerResult<Seed
             ));
             cols.s_processed.push(step_state == StepState::Complete);
             cols.s_results.push(
-                (step_state == StepState::Complete)
-                    .then(|| json!({"result": (i as u64 + 1) * (depth as u64 + 2), "step": s.name})),
+                (step_state == StepState::Complete).then(
+                    || json!({"result": (i as u64 + 1) * (depth as u64 + 2), "step": s.name}),
+                ),
             );
             cols.s_last_error.push(
                 matches!(step_state, StepState::WaitingForRetry | StepState::Error).then(|| {
@@ -949,7 +978,10 @@ pub async fn state_mismatches(pool: &PgPool) -> TaskerResult<i64> {
 }
 
 async fn write_columns(pool: &PgPool, c: &Columns) -> TaskerResult<()> {
-    let mut tx = pool.begin().await.db_context("starting the seed transaction")?;
+    let mut tx = pool
+        .begin()
+        .await
+        .db_context("starting the seed transaction")?;
     sqlx::query(
         "INSERT INTO tasker.tasks (task_uuid, named_task_uuid, current_state, context, priority,
                                    identity_hash, created_at, updated_at, completed_at)
@@ -1011,7 +1043,11 @@ async fn write_columns(pool: &PgPool, c: &Columns) -> TaskerResult<()> {
     .await
     .db_context("seeding step edges")?;
     for (table, owner, t) in [
-        ("tasker.task_transitions", "task_transition_uuid, task_uuid", &c.tt),
+        (
+            "tasker.task_transitions",
+            "task_transition_uuid, task_uuid",
+            &c.tt,
+        ),
         (
             "tasker.workflow_step_transitions",
             "workflow_step_transition_uuid, workflow_step_uuid",
@@ -1131,7 +1167,10 @@ impl BenchArgs {
     /// and test mode, when there is no filter or the filter mentions it.
     pub fn runs_extra_pass(&self, name: &str) -> bool {
         matches!(self.mode, BenchMode::Benchmark | BenchMode::Test)
-            && self.filter.as_deref().is_none_or(|f| name.contains(f) || f.contains(name))
+            && self
+                .filter
+                .as_deref()
+                .is_none_or(|f| name.contains(f) || f.contains(name))
     }
 }
 
@@ -1307,10 +1346,7 @@ impl LatencyLog {
             "benchmarks": results,
         });
         let written = std::fs::create_dir_all(&dir).and_then(|_| {
-            std::fs::write(
-                &path,
-                serde_json::to_vec_pretty(&doc).unwrap_or_default(),
-            )
+            std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap_or_default())
         });
         match written {
             Ok(()) => {
@@ -1337,7 +1373,10 @@ mod tests {
     fn modes_follow_criterion() {
         assert_eq!(args(&[]).mode, BenchMode::Test);
         assert_eq!(args(&["--bench"]).mode, BenchMode::Benchmark);
-        assert_eq!(args(&["--bench", "--profile-time", "5"]).mode, BenchMode::Profile);
+        assert_eq!(
+            args(&["--bench", "--profile-time", "5"]).mode,
+            BenchMode::Profile
+        );
         assert_eq!(args(&["--bench", "--list"]).mode, BenchMode::List);
         let a = args(&["--bench", "--profile-time", "5", "get_next"]);
         assert_eq!(a.filter.as_deref(), Some("get_next"));

@@ -35,7 +35,9 @@ use tasker_shared::bench_support::{
 use tasker_shared::messaging::{Queue, QueueListener, Wake, RESULTS_QUEUE};
 use tasker_shared::templates::TaskTemplate;
 use tasker_worker::executor::{execute, ClaimedStep};
-use tasker_worker::{HandlerRegistry, StepContext, StepHandler, Worker, WorkerConfig, WorkerHandle};
+use tasker_worker::{
+    HandlerRegistry, StepContext, StepHandler, Worker, WorkerConfig, WorkerHandle,
+};
 use uuid::Uuid;
 
 struct Fixture {
@@ -133,14 +135,18 @@ fn bench_handler_overhead(c: &mut Criterion) {
         let fx = fixture();
         b.to_async(runtime()).iter_custom(|iters| async move {
             let pool = &fx.db.pool;
-            let prepared = enqueued_tasks(pool, fx.named_task_uuid, &fx.template, iters as usize).await;
+            let prepared =
+                enqueued_tasks(pool, fx.named_task_uuid, &fx.template, iters as usize).await;
             let queue = step_queue(&fx.template);
             let mut listener = fx.results_listener.lock().await;
             listener.drain();
             let mut total = Duration::ZERO;
             for messages in &prepared.messages {
                 let start = Instant::now();
-                queue.send(pool, &messages[0]).await.expect("sending the step message");
+                queue
+                    .send(pool, &messages[0])
+                    .await
+                    .expect("sending the step message");
                 match listener.wait().await.expect("waiting for the result") {
                     Wake::Notified(_) => {}
                     Wake::FallbackPoll => panic!("no result within 30 s: is the worker running?"),
@@ -175,7 +181,9 @@ fn main() {
     if let Some(fx) = FIXTURE.get() {
         let worker = fx.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(worker) = worker {
-            runtime().block_on(worker.shutdown()).expect("stopping the worker");
+            runtime()
+                .block_on(worker.shutdown())
+                .expect("stopping the worker");
         }
     }
     Criterion::default().configure_from_args().final_summary();

@@ -116,7 +116,12 @@ async fn case(fx: &'static Fixture, handler: &'static str, concurrency: usize) -
     case
 }
 
-async fn run(fx: &'static Fixture, handler: &'static str, concurrency: usize, iters: u64) -> Duration {
+async fn run(
+    fx: &'static Fixture,
+    handler: &'static str,
+    concurrency: usize,
+    iters: u64,
+) -> Duration {
     let case = case(fx, handler, concurrency).await;
     let pool = &fx.db.pool;
     let prepared = enqueued_tasks(pool, case.named_task_uuid, &case.template, iters as usize).await;
@@ -126,7 +131,10 @@ async fn run(fx: &'static Fixture, handler: &'static str, concurrency: usize, it
     let mut total = Duration::ZERO;
     for messages in &prepared.messages {
         let start = Instant::now();
-        queue.send_batch(pool, messages).await.expect("sending step messages");
+        queue
+            .send_batch(pool, messages)
+            .await
+            .expect("sending step messages");
         let mut done = 0;
         while done < messages.len() {
             match listener.wait().await.expect("waiting for results") {
@@ -181,7 +189,9 @@ fn main() {
     if let Some(fx) = FIXTURE.get() {
         let workers = std::mem::take(&mut *fx.workers.lock().unwrap_or_else(|p| p.into_inner()));
         for worker in workers {
-            runtime().block_on(worker.shutdown()).expect("stopping a worker");
+            runtime()
+                .block_on(worker.shutdown())
+                .expect("stopping a worker");
         }
     }
     Criterion::default().configure_from_args().final_summary();

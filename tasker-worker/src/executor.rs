@@ -154,25 +154,25 @@ pub async fn submit(
         outcome: step_outcome,
         error: error.clone(),
     };
-    let message = serde_json::to_value(&message).map_err(|source| tasker_shared::TaskerError::Serde {
-        what: "a step result message".into(),
-        source,
-    })?;
+    let message =
+        serde_json::to_value(&message).map_err(|source| tasker_shared::TaskerError::Serde {
+            what: "a step result message".into(),
+            source,
+        })?;
     let step = claimed.context.workflow_step_uuid;
-    let accepted: bool = sqlx::query_scalar(
-        "SELECT tasker.submit_step_result($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(step)
-    .bind(worker_id)
-    .bind(success)
-    .bind(results)
-    .bind(error)
-    .bind(message)
-    .bind(claimed.queue.name())
-    .bind(claimed.msg_id)
-    .fetch_one(pool)
-    .await
-    .db_context(format!("submitting the result of step {step}"))?;
+    let accepted: bool =
+        sqlx::query_scalar("SELECT tasker.submit_step_result($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(step)
+            .bind(worker_id)
+            .bind(success)
+            .bind(results)
+            .bind(error)
+            .bind(message)
+            .bind(claimed.queue.name())
+            .bind(claimed.msg_id)
+            .fetch_one(pool)
+            .await
+            .db_context(format!("submitting the result of step {step}"))?;
     Ok(accepted)
 }
 
@@ -182,4 +182,244 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tasker_shared::messaging::namespace_queue_name;
+    use tasker_shared::models::{insert_task_graph, NewTask};
+    use tasker_shared::state::{transition_step, StepState};
+    use tasker_shared::templates::{parse_template, register_template};
+    use tasker_shared::test_support::TestDatabase;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::handler::StepHandler;
+
+    const TEMPLATE: &str = "
+namespace: executor
+name: one
+version: '1'
+steps:
+  - { name: only, handler: subject, timeout_seconds: 1 }
+  - { name: child, handler: subject, depends_on: [only] }
+";
+
+    struct Fixture {
+        db: TestDatabase,
+        queue: Queue,
+        step: Uuid,
+    }
+
+    /// A task whose first step is enqueued with its message on the queue.
+    async fn fixture() -> Fixture {
+        let db = TestDatabase::new().await;
+        let template = parse_template(TEMPLATE, "test").unwrap();
+        let registered = register_template(&db.pool, &template).await.unwrap();
+        let created = insert_task_graph(
+            &db.pool,
+            &NewTask {
+                named_task_uuid: registered.named_task_uuid,
+                template: &template,
+                context: &json!({"n": 3}),
+                priority: 0,
+                identity_hash: "x",
+                initiator: None,
+                source_system: None,
+                reason: None,
+                tags: None,
+            },
+            "test",
+        )
+        .await
+        .unwrap();
+        let step = created.step_uuids["only"];
+        transition_step(
+            &db.pool,
+            step,
+            &[StepState::Pending],
+            StepState::Enqueued,
+            "t",
+            None,
+        )
+        .await
+        .unwrap();
+        let queue = Queue::new(&namespace_queue_name("executor")).unwrap();
+        queue
+            .send(
+                &db.pool,
+                &StepMessage {
+                    task_uuid: created.task_uuid,
+                    workflow_step_uuid: step,
+                    attempt: 1,
+                },
+            )
+            .await
+            .unwrap();
+        Fixture { db, queue, step }
+    }
+
+    async fn claimed(f: &Fixture) -> ClaimedStep {
+        let message = f
+            .queue
+            .read::<StepMessage>(&f.db.pool, Duration::from_secs(30), 1)
+            .await
+            .unwrap()
+            .remove(0);
+        claim(&f.db.pool, &f.queue, &message, "w1")
+            .await
+            .unwrap()
+            .expect("claimable")
+    }
+
+    fn registry(handler: impl StepHandler) -> HandlerRegistry {
+        let mut registry = HandlerRegistry::new();
+        registry.register("subject", handler);
+        registry
+    }
+
+    struct Echo;
+    #[async_trait::async_trait]
+    impl StepHandler for Echo {
+        async fn call(&self, step: &StepContext) -> Result<Value, StepError> {
+            Ok(json!({ "seen": step.task_context["n"], "attempt": step.attempt }))
+        }
+    }
+
+    struct Panics;
+    #[async_trait::async_trait]
+    impl StepHandler for Panics {
+        async fn call(&self, _: &StepContext) -> Result<Value, StepError> {
+            panic!("handler bug")
+        }
+    }
+
+    struct Sleeps;
+    #[async_trait::async_trait]
+    impl StepHandler for Sleeps {
+        async fn call(&self, _: &StepContext) -> Result<Value, StepError> {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(json!({}))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claim_moves_the_step_in_progress_and_loads_its_inputs() {
+        let f = fixture().await;
+        let claimed = claimed(&f).await;
+        assert_eq!(claimed.handler, "subject");
+        assert_eq!(claimed.timeout, Some(Duration::from_secs(1)));
+        assert_eq!(claimed.context.attempt, 1);
+        assert_eq!(claimed.context.task_context, json!({"n": 3}));
+        assert!(claimed.context.dependency_results.is_empty());
+        let state: String = sqlx::query_scalar(
+            "SELECT current_state FROM tasker.workflow_steps WHERE workflow_step_uuid = $1",
+        )
+        .bind(f.step)
+        .fetch_one(&f.db.pool)
+        .await
+        .unwrap();
+        assert_eq!(state, "in_progress");
+    }
+
+    #[tokio::test]
+    async fn a_second_message_for_a_claimed_step_is_dropped() {
+        let f = fixture().await;
+        let _first = claimed(&f).await;
+        let dup = f
+            .queue
+            .send(
+                &f.db.pool,
+                &StepMessage {
+                    task_uuid: _first.context.task_uuid,
+                    workflow_step_uuid: f.step,
+                    attempt: 1,
+                },
+            )
+            .await
+            .unwrap();
+        let message = f
+            .queue
+            .read::<StepMessage>(&f.db.pool, Duration::from_secs(30), 1)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(message.msg_id, dup);
+        assert!(claim(&f.db.pool, &f.queue, &message, "w2")
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            f.queue.depth(&f.db.pool).await.unwrap(),
+            1,
+            "only the first message remains"
+        );
+    }
+
+    #[tokio::test]
+    async fn submitting_stores_the_result_acknowledges_and_reports() {
+        let f = fixture().await;
+        let claimed = claimed(&f).await;
+        let outcome = execute(&registry(Echo), &claimed, Duration::from_secs(5)).await;
+        assert_eq!(outcome, Ok(json!({"seen": 3, "attempt": 1})));
+        assert!(submit(&f.db.pool, &claimed, &outcome, "w1").await.unwrap());
+        let (state, results): (String, Value) = sqlx::query_as(
+            "SELECT current_state, results FROM tasker.workflow_steps WHERE workflow_step_uuid = $1",
+        )
+        .bind(f.step)
+        .fetch_one(&f.db.pool)
+        .await
+        .unwrap();
+        assert_eq!(state, "enqueued_for_orchestration");
+        assert_eq!(results, json!({"seen": 3, "attempt": 1}));
+        assert_eq!(
+            f.queue.depth(&f.db.pool).await.unwrap(),
+            0,
+            "step message acknowledged"
+        );
+        let results_queue = Queue::new(tasker_shared::messaging::RESULTS_QUEUE).unwrap();
+        let reported = results_queue
+            .read::<StepResultMessage>(&f.db.pool, Duration::from_secs(1), 10)
+            .await
+            .unwrap();
+        assert_eq!(reported.len(), 1);
+        assert_eq!(reported[0].message.outcome, StepOutcome::Success);
+        // a second submission (a worker that lost the step) is refused
+        assert!(!submit(&f.db.pool, &claimed, &outcome, "w1").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_retryable_failure() {
+        let f = fixture().await;
+        let claimed = claimed(&f).await;
+        let err = execute(&registry(Panics), &claimed, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(err.retryable);
+        assert!(err.message.contains("handler bug"), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn a_handler_past_its_timeout_is_a_retryable_failure() {
+        let f = fixture().await;
+        let claimed = claimed(&f).await;
+        // the template's 1 s timeout wins over the 60 s default
+        let err = execute(&registry(Sleeps), &claimed, Duration::from_secs(60))
+            .await
+            .unwrap_err();
+        assert!(err.retryable);
+        assert!(err.message.contains("1000 ms"), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn an_unregistered_handler_is_a_permanent_failure() {
+        let f = fixture().await;
+        let claimed = claimed(&f).await;
+        let err = execute(&HandlerRegistry::new(), &claimed, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(!err.retryable);
+        assert!(err.message.contains("`subject`"), "{}", err.message);
+    }
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tasker_shared::messaging::{namespace_queue_name, Queue, QueueListener, QueueMessage, StepMessage};
+use tasker_shared::messaging::{
+    namespace_queue_name, Queue, QueueListener, QueueMessage, StepMessage,
+};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -217,7 +219,9 @@ impl StepJob {
         }
         match submit(&self.pool, &claimed, &outcome, worker_id).await {
             Ok(true) => {}
-            Ok(false) => tracing::warn!(%step, "step was taken over by another worker; result dropped"),
+            Ok(false) => {
+                tracing::warn!(%step, "step was taken over by another worker; result dropped")
+            }
             Err(error) => tracing::error!(%error, %step, "submitting a step result failed"),
         }
     }

@@ -34,7 +34,9 @@ use std::time::{Duration, Instant};
 use common::{wait_finished, Deployment, WORKFLOWS};
 use criterion::{criterion_group, Criterion, SamplingMode};
 use serde_json::json;
-use tasker_shared::bench_support::{runtime, server_context, teardown, BenchArgs, BenchMode, LatencyLog};
+use tasker_shared::bench_support::{
+    runtime, server_context, teardown, BenchArgs, BenchMode, LatencyLog,
+};
 
 /// The worker's step concurrency (the service default).
 const WORKER_CONCURRENCY: usize = 8;

@@ -81,7 +81,9 @@ async fn burst(d: &Deployment, iters: u64) -> Duration {
 fn bench_e2e_throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("e2e_throughput");
     group.sampling_mode(SamplingMode::Flat);
-    group.throughput(Throughput::Elements((TASKS_PER_ITERATION * STEPS_PER_TASK) as u64));
+    group.throughput(Throughput::Elements(
+        (TASKS_PER_ITERATION * STEPS_PER_TASK) as u64,
+    ));
     for concurrency in CONCURRENCY {
         group.bench_function(BenchmarkId::new("linear_x50", concurrency), |b| {
             let d = deployment(concurrency);

@@ -2,7 +2,7 @@
 //! Self and total time per function, time per lifecycle module, and the share of time in
 //! database client, serialization, locks, allocation, message passing and logging code.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -84,6 +84,12 @@ pub const CATEGORIES: [(&str, &[&str]); 6] = [
             "crossbeam_channel",
             "flume",
             "async_channel",
+            // Actor frameworks and mailboxes, for the Actor/Services refactor the plan prepares.
+            "actix",
+            "kameo",
+            "ractor",
+            "xactor",
+            "mailbox",
         ],
     ),
     (
@@ -190,13 +196,16 @@ pub fn matches_pattern(frame: &str, pattern: &str) -> bool {
     })
 }
 
-struct Stack<'a> {
-    root: Option<&'a str>,
-    frames: Vec<&'a str>,
-    count: u64,
+/// One line of folded stacks: process (when `first_frame_is_process`), frames root to
+/// leaf with hash suffixes removed, and its sample count.
+pub struct Stack<'a> {
+    pub root: Option<&'a str>,
+    pub frames: Vec<&'a str>,
+    pub count: u64,
 }
 
-fn parse(folded: &str, opts: Options) -> Result<Vec<Stack<'_>>> {
+/// Parses folded stacks; the comparison of two runs reuses it for its own counts.
+pub fn parse(folded: &str, opts: Options) -> Result<Vec<Stack<'_>>> {
     let mut stacks = Vec::new();
     for (n, line) in folded.lines().enumerate() {
         let line = line.trim_end();
@@ -383,21 +392,6 @@ pub fn analyse(folded: &str, opts: Options) -> Result<Analysis> {
     })
 }
 
-/// Hot functions of `after` that were not hot in `before`: the plan's "new hot path" signal.
-#[allow(dead_code)] // Used by the comparison of the post-refactor run (profile-post).
-pub fn new_hot_functions<'a>(before: &Analysis, after: &'a Analysis) -> Vec<&'a FunctionShare> {
-    let known: HashSet<&str> = before
-        .hot_functions
-        .iter()
-        .map(|f| f.function.as_str())
-        .collect();
-    after
-        .hot_functions
-        .iter()
-        .filter(|f| !known.contains(f.function.as_str()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,16 +524,5 @@ p;catalog::lookup;freeze_all;tracing_core::event::Event::dispatch 35
         assert_eq!(a.total_samples, 0);
         assert!(a.top_self.is_empty());
         assert!(a.categories.iter().all(|c| c.pct == 0.0));
-    }
-
-    #[test]
-    fn new_hot_functions_are_those_not_hot_before() {
-        let before = analyse("p;main;a 90\np;main;b 10\n", OPTS).expect("valid");
-        let after = analyse("p;main;a 80\np;main;b 10\np;main;c 10\n", OPTS).expect("valid");
-        let new: Vec<&str> = new_hot_functions(&before, &after)
-            .iter()
-            .map(|f| f.function.as_str())
-            .collect();
-        assert_eq!(new, ["c"]);
     }
 }

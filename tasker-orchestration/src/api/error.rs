@@ -44,11 +44,7 @@ impl ApiError {
     }
 
     pub fn invalid_query(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            error_codes::INVALID_QUERY,
-            message,
-        )
+        Self::new(StatusCode::BAD_REQUEST, error_codes::INVALID_QUERY, message)
     }
 
     /// A data-layer failure: 503 when the database cannot be reached, 500 otherwise. The full

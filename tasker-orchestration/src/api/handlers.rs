@@ -7,8 +7,8 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::Json;
 use tasker_client::{
     error_codes, CreateTaskRequest, Health, TaskCreated, TaskDetails, TaskList, TaskListQuery,
-    TemplateList, TemplateStepSummary, TemplateSummary, WaitQuery, WaitResponse, DEFAULT_LIST_LIMIT,
-    DEFAULT_WAIT_MS, MAX_LIST_LIMIT, MAX_WAIT_MS,
+    TemplateList, TemplateStepSummary, TemplateSummary, WaitQuery, WaitResponse,
+    DEFAULT_LIST_LIMIT, DEFAULT_WAIT_MS, MAX_LIST_LIMIT, MAX_WAIT_MS,
 };
 use tasker_shared::state::TaskState;
 use tasker_shared::templates::list_templates as registered_templates;

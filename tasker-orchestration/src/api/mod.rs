@@ -23,6 +23,7 @@ mod waiters;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
@@ -33,7 +34,7 @@ use tokio::sync::{watch, OnceCell};
 
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
 pub use tasker_client::TaskCreated;
-pub use waiters::{TaskWaiters, WaitOutcome, RECHECK_INTERVAL};
+pub use waiters::{TaskWaiters, WaitOutcome, DEFAULT_RECHECK_INTERVAL};
 
 use crate::orchestration::lifecycle::task_initializer::TaskInitializer;
 
@@ -51,6 +52,7 @@ pub struct ApiState {
 struct StateInner {
     pool: PgPool,
     initializer: TaskInitializer,
+    config: ApiConfig,
     /// Started on first use (or by [`serve`]): one LISTEN connection for all long polls.
     waiters: OnceCell<TaskWaiters>,
     /// Turns true when the server shuts down, so long polls return instead of holding the
@@ -58,14 +60,36 @@ struct StateInner {
     shutdown: watch::Sender<bool>,
 }
 
+/// Tunables of the API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// How often a long poll re-reads its task's state when no notification woke it (covers
+    /// notifications lost while the LISTEN connection was down).
+    pub wait_recheck: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            wait_recheck: DEFAULT_RECHECK_INTERVAL,
+        }
+    }
+}
+
 impl ApiState {
     /// State over `pool`, creating tasks with `initializer` (which decides the de-duplication
     /// window).
     pub fn new(pool: PgPool, initializer: TaskInitializer) -> Self {
+        Self::with_config(pool, initializer, ApiConfig::default())
+    }
+
+    /// Like [`ApiState::new`] with explicit tunables.
+    pub fn with_config(pool: PgPool, initializer: TaskInitializer, config: ApiConfig) -> Self {
         Self {
             inner: Arc::new(StateInner {
                 pool,
                 initializer,
+                config,
                 waiters: OnceCell::new(),
                 shutdown: watch::channel(false).0,
             }),
@@ -84,7 +108,9 @@ impl ApiState {
     pub async fn waiters(&self) -> Result<&TaskWaiters, ApiError> {
         self.inner
             .waiters
-            .get_or_try_init(|| TaskWaiters::start(&self.inner.pool))
+            .get_or_try_init(|| {
+                TaskWaiters::start(&self.inner.pool, self.inner.config.wait_recheck)
+            })
             .await
             .map_err(|e| ApiError::data(&e))
     }

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::{serve, ApiState};
+use super::{serve, ApiConfig, ApiState, TaskWaiters};
 use crate::orchestration::lifecycle::task_initializer::TaskInitializer;
 
 struct TestApi {
@@ -38,9 +38,14 @@ impl TestApi {
         for (_, template) in load_dir(&fixtures).unwrap() {
             register_template(&db.pool, &template).await.unwrap();
         }
-        let state = ApiState::new(
+        let state = ApiState::with_config(
             db.pool.clone(),
             TaskInitializer::new(db.pool.clone(), dedup_window),
+            // no periodic re-reads: a long poll here ends only through a notification, the
+            // listener's reconnection, its timeout or shutdown, which is what the tests check
+            ApiConfig {
+                wait_recheck: Duration::from_secs(3600),
+            },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -88,6 +93,20 @@ impl TestApi {
             .await
             .unwrap();
         tx.commit().await.unwrap();
+    }
+
+    /// Waits until a long poll has registered its interest (polling the registry, not
+    /// sleeping a fixed time) and returns the registry.
+    async fn registered_waiters(&self) -> TaskWaiters {
+        let waiters = self.state.waiters().await.unwrap().clone();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while waiters.watched_tasks() == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the long poll registered");
+        waiters
     }
 
     async fn task_count(&self) -> i64 {
@@ -173,7 +192,8 @@ async fn an_identical_request_inside_the_window_answers_200_with_the_same_task()
     let api = TestApi::start(Duration::from_secs(60)).await;
     let url = format!("{}/v1/tasks", api.base);
     let http = reqwest::Client::new();
-    let (first_status, first) = raw_json(http.post(&url).json(&linear(2)).send().await.unwrap()).await;
+    let (first_status, first) =
+        raw_json(http.post(&url).json(&linear(2)).send().await.unwrap()).await;
     let (second_status, second) =
         raw_json(http.post(&url).json(&linear(2)).send().await.unwrap()).await;
     assert_eq!(first_status, reqwest::StatusCode::CREATED);
@@ -203,7 +223,11 @@ async fn the_listing_filters_pages_and_puts_the_newest_first() {
         .task_uuid;
     api.finish_with_error(linear_tasks[0]).await;
 
-    let all = api.client.list_tasks(&TaskListQuery::default()).await.unwrap();
+    let all = api
+        .client
+        .list_tasks(&TaskListQuery::default())
+        .await
+        .unwrap();
     let ids: Vec<Uuid> = all.tasks.iter().map(|t| t.task_uuid).collect();
     assert_eq!(
         ids,
@@ -231,7 +255,11 @@ async fn the_listing_filters_pages_and_puts_the_newest_first() {
         })
         .await
         .unwrap();
-    let ids: Vec<Uuid> = by_name_and_state.tasks.iter().map(|t| t.task_uuid).collect();
+    let ids: Vec<Uuid> = by_name_and_state
+        .tasks
+        .iter()
+        .map(|t| t.task_uuid)
+        .collect();
     assert_eq!(ids, [linear_tasks[2], linear_tasks[1]]);
 
     let errored = api
@@ -356,22 +384,18 @@ async fn a_long_poll_returns_when_the_task_finished_notification_arrives() {
     let api = TestApi::start(Duration::ZERO).await;
     let task_uuid = api.create_linear(6).await;
     let client = api.client.clone();
-    let waiting =
-        tokio::spawn(async move { client.wait_for_task(task_uuid, Duration::from_secs(60)).await });
+    let waiting = tokio::spawn(async move {
+        client
+            .wait_for_task(task_uuid, Duration::from_secs(60))
+            .await
+    });
     // wait (not sleep) until the request has registered, so the notification is the only
-    // thing that can end it: the timeout is a minute and the recheck timer is 5 s away
-    let waiters = api.state.waiters().await.unwrap().clone();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while waiters.watched_tasks() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the long poll registered");
+    // thing that can end it: its timeout is a minute and there is no recheck timer
+    let waiters = api.registered_waiters().await;
     api.finish_with_error(task_uuid).await;
-    let task = tokio::time::timeout(Duration::from_secs(4), waiting)
+    let task = tokio::time::timeout(Duration::from_secs(30), waiting)
         .await
-        .expect("the notification ended the long poll before the recheck timer")
+        .expect("the notification ended the long poll")
         .unwrap()
         .unwrap();
     assert_eq!(task.state, "error");
@@ -384,10 +408,10 @@ async fn a_long_poll_on_an_already_finished_task_returns_at_once() {
     let api = TestApi::start(Duration::ZERO).await;
     let task_uuid = api.create_linear(6).await;
     api.finish_with_error(task_uuid).await;
-    // a minute-long poll that must not wait: the state is read after subscribing
+    // an hour-long poll that must not wait: the state is read after subscribing
     let response = tokio::time::timeout(
-        Duration::from_secs(4),
-        api.client.wait_once(task_uuid, Duration::from_secs(60)),
+        Duration::from_secs(30),
+        api.client.wait_once(task_uuid, Duration::from_secs(3600)),
     )
     .await
     .expect("answered without waiting")
@@ -423,14 +447,7 @@ async fn shutting_down_ends_long_polls_instead_of_waiting_for_them() {
     let client = api.client.clone();
     let waiting =
         tokio::spawn(async move { client.wait_once(task_uuid, Duration::from_secs(60)).await });
-    let waiters = api.state.waiters().await.unwrap().clone();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while waiters.watched_tasks() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the long poll registered");
+    api.registered_waiters().await;
     api.stop.take().unwrap().send(()).unwrap();
     let response = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
@@ -448,7 +465,12 @@ async fn shutting_down_ends_long_polls_instead_of_waiting_for_them() {
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_with_json_errors() {
     let api = TestApi::start(Duration::ZERO).await;
-    let (status, body) = raw_json(reqwest::get(format!("{}/v2/tasks", api.base)).await.unwrap()).await;
+    let (status, body) = raw_json(
+        reqwest::get(format!("{}/v2/tasks", api.base))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], error_codes::NOT_FOUND);
     assert!(body["error"]["message"]
@@ -464,4 +486,45 @@ async fn unknown_routes_and_methods_answer_with_json_errors() {
     let (status, body) = raw_json(response).await;
     assert_eq!(status, reqwest::StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"]["code"], error_codes::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn a_lost_listener_connection_makes_every_waiter_read_its_task_again() {
+    let api = TestApi::start(Duration::ZERO).await;
+    let task_uuid = api.create_linear(6).await;
+    let client = api.client.clone();
+    let waiting = tokio::spawn(async move {
+        client
+            .wait_for_task(task_uuid, Duration::from_secs(60))
+            .await
+    });
+    api.registered_waiters().await;
+    // the task finishes while its notification is lost (here: never sent) ...
+    assert!(transition_task(
+        &api.db.pool,
+        task_uuid,
+        TaskState::Pending,
+        TaskState::Error,
+        "api-test",
+        None
+    )
+    .await
+    .unwrap());
+    // ... and the listening connection dies; noticing that is what must end the wait, since
+    // there is no recheck timer and the poll's own timeout is a minute away
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()
+            AND query ILIKE '%LISTEN%tasker_task_finished%'",
+    )
+    .fetch_all(&api.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(terminated, [true], "exactly the listener's connection");
+    let task = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the reconnection woke the long poll")
+        .unwrap()
+        .unwrap();
+    assert_eq!(task.state, "error");
 }

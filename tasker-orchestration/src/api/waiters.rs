@@ -11,7 +11,7 @@
 //! listening before any waiter registers, so a task that finishes between the read and the wait
 //! still wakes it. Notifications sent while the listening connection is down are lost; when the
 //! listener notices the loss it wakes every waiter to re-read, and each waiter also re-reads on
-//! a slow timer ([`RECHECK_INTERVAL`]) as a last resort.
+//! a slow timer ([`DEFAULT_RECHECK_INTERVAL`] unless configured) as a last resort.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -28,8 +28,8 @@ use uuid::Uuid;
 
 use super::queries::task_state;
 
-/// How often a waiter re-reads its task's state without being woken.
-pub const RECHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a waiter re-reads its task's state without being woken, by default.
+pub const DEFAULT_RECHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// Pause after a listener error before receiving again (it reconnects on the next receive).
 const LISTENER_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
@@ -53,6 +53,7 @@ pub struct TaskWaiters {
 }
 
 struct Inner {
+    recheck: Duration,
     watchers: Mutex<HashMap<Uuid, watch::Sender<()>>>,
     /// Dropped with the registry, which stops the listener task.
     _stop: oneshot::Sender<()>,
@@ -103,8 +104,9 @@ impl Drop for Subscription {
 
 impl TaskWaiters {
     /// Opens the listening connection, LISTENs, and starts the task that fans notifications
-    /// out. Returns once the LISTEN is in effect.
-    pub async fn start(pool: &PgPool) -> TaskerResult<Self> {
+    /// out. Returns once the LISTEN is in effect. Waiters also re-read their task every
+    /// `recheck`, in case a notification was lost.
+    pub async fn start(pool: &PgPool, recheck: Duration) -> TaskerResult<Self> {
         let mut listener = PgListener::connect_with(pool)
             .await
             .db_context("opening the task-finished listener connection")?;
@@ -114,6 +116,7 @@ impl TaskWaiters {
             .db_context(format!("listening on {TASK_FINISHED_CHANNEL}"))?;
         let (stop_tx, stop_rx) = oneshot::channel();
         let inner = Arc::new(Inner {
+            recheck,
             watchers: Mutex::default(),
             _stop: stop_tx,
         });
@@ -156,7 +159,7 @@ impl TaskWaiters {
                     // rely on the recheck timer rather than spin on a closed channel
                     notifications_alive = alive;
                 }
-                () = tokio::time::sleep(RECHECK_INTERVAL) => {}
+                () = tokio::time::sleep(self.inner.recheck) => {}
                 () = tokio::time::sleep_until(deadline) => return Ok(WaitOutcome::TimedOut),
                 () = stopping => return Ok(WaitOutcome::ShuttingDown),
             }
@@ -184,7 +187,11 @@ impl TaskWaiters {
 }
 
 /// Receives notifications until the registry is dropped or the pool is closed.
-async fn run_listener(mut listener: PgListener, inner: Weak<Inner>, mut stop: oneshot::Receiver<()>) {
+async fn run_listener(
+    mut listener: PgListener,
+    inner: Weak<Inner>,
+    mut stop: oneshot::Receiver<()>,
+) {
     loop {
         let received = tokio::select! {
             _ = &mut stop => return,

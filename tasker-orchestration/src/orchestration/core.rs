@@ -74,7 +74,10 @@ pub struct OrchestratorHandle {
 
 impl Orchestrator {
     /// Connects the listener and starts the loop in the background.
-    pub async fn start(pool: PgPool, config: OrchestratorConfig) -> OrchestrationResult<OrchestratorHandle> {
+    pub async fn start(
+        pool: PgPool,
+        config: OrchestratorConfig,
+    ) -> OrchestrationResult<OrchestratorHandle> {
         let results = Queue::new(RESULTS_QUEUE)?;
         results.create(&pool).await?;
         let mut listener = PgListener::connect_with(&pool)
@@ -195,7 +198,11 @@ impl LoopState {
         loop {
             let batch = match self
                 .results
-                .read_raw(&self.pool, self.config.visibility_timeout, self.config.result_batch)
+                .read_raw(
+                    &self.pool,
+                    self.config.visibility_timeout,
+                    self.config.result_batch,
+                )
                 .await
             {
                 Ok(batch) => batch,

@@ -18,8 +18,12 @@ impl PgBinaries {
     /// layouts, and takes the first directory that has every server binary. (`pg_config` from a
     /// client-only install points at a directory without `initdb`, hence the check.)
     pub fn locate() -> Result<Self, LocalPostgresError> {
-        candidate_dirs()
-            .into_iter()
+        Self::locate_in(candidate_dirs())
+    }
+
+    /// The first of `dirs` that holds every server binary.
+    fn locate_in(dirs: Vec<PathBuf>) -> Result<Self, LocalPostgresError> {
+        dirs.into_iter()
             .find(|dir| REQUIRED.iter().all(|bin| is_executable(&dir.join(bin))))
             .map(|bindir| Self { bindir })
             .ok_or(LocalPostgresError::BinariesNotFound)
@@ -86,4 +90,44 @@ fn is_executable(path: &Path) -> bool {
     path.metadata()
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn fake_bin(dir: &Path, name: &str) {
+        let path = dir.join(name);
+        std::fs::write(&path, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn a_directory_missing_any_server_binary_is_skipped() {
+        let client_only = tempfile::tempdir().unwrap();
+        fake_bin(client_only.path(), "pg_ctl");
+        fake_bin(client_only.path(), "postgres");
+        let server = tempfile::tempdir().unwrap();
+        for bin in REQUIRED {
+            fake_bin(server.path(), bin);
+        }
+        let found = PgBinaries::locate_in(vec![
+            client_only.path().to_path_buf(),
+            server.path().to_path_buf(),
+        ])
+        .unwrap();
+        assert_eq!(found.bindir(), server.path());
+    }
+
+    #[test]
+    fn no_installation_is_one_sentence_on_how_to_install() {
+        let empty = tempfile::tempdir().unwrap();
+        let err = PgBinaries::locate_in(vec![empty.path().to_path_buf()]).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, LocalPostgresError::BinariesNotFound));
+        assert!(text.contains("apt-get install postgresql"), "{text}");
+        assert!(text.contains("TASKER_PG_BINDIR"), "{text}");
+    }
 }

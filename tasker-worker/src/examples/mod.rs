@@ -250,15 +250,12 @@ fn parent_value(step: &StepContext, parent: &str) -> Result<i64, StepError> {
             step.step_name
         ))
     })?;
-    results
-        .get("value")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| {
-            StepError::permanent(format!(
-                "{}: the results of {parent} have no integer value: {results}",
-                step.step_name
-            ))
-        })
+    results.get("value").and_then(Value::as_i64).ok_or_else(|| {
+        StepError::permanent(format!(
+            "{}: the results of {parent} have no integer value: {results}",
+            step.step_name
+        ))
+    })
 }
 
 fn checked_product(step_name: &str, factors: &[i64]) -> Result<i64, StepError> {
@@ -296,7 +293,11 @@ mod tests {
     }
 
     async fn run(registry: &HandlerRegistry, step: &StepContext) -> Result<Value, StepError> {
-        registry.get(&step.step_name).expect("registered").call(step).await
+        registry
+            .get(&step.step_name)
+            .expect("registered")
+            .call(step)
+            .await
     }
 
     #[tokio::test]
@@ -305,11 +306,19 @@ mod tests {
         register_examples(&mut registry);
         let mut previous: Option<(&str, i64)> = None;
         let mut values = Vec::new();
-        for name in ["linear_step_1", "linear_step_2", "linear_step_3", "linear_step_4"] {
+        for name in [
+            "linear_step_1",
+            "linear_step_2",
+            "linear_step_3",
+            "linear_step_4",
+        ] {
             let parents: Vec<(&str, i64)> = previous.into_iter().collect();
-            let out = run(&registry, &context(name, json!({"even_number": 6}), &parents))
-                .await
-                .unwrap();
+            let out = run(
+                &registry,
+                &context(name, json!({"even_number": 6}), &parents),
+            )
+            .await
+            .unwrap();
             let value = out["value"].as_i64().unwrap();
             values.push(value);
             previous = Some((name, value));
@@ -326,13 +335,23 @@ mod tests {
             json!({}),
             &[("diamond_branch_b", 1_296), ("diamond_branch_c", 1_296)],
         );
-        assert_eq!(run(&registry, &end).await.unwrap()["value"], 2_821_109_907_456i64);
+        assert_eq!(
+            run(&registry, &end).await.unwrap()["value"],
+            2_821_109_907_456i64
+        );
         let finalize = context(
             "dag_finalize",
             json!({}),
-            &[("dag_validate", 256), ("dag_transform", 256), ("dag_analyze", 256)],
+            &[
+                ("dag_validate", 256),
+                ("dag_transform", 256),
+                ("dag_analyze", 256),
+            ],
         );
-        assert_eq!(run(&registry, &finalize).await.unwrap()["value"], 16_777_216);
+        assert_eq!(
+            run(&registry, &finalize).await.unwrap()["value"],
+            16_777_216
+        );
     }
 
     #[tokio::test]

@@ -22,7 +22,9 @@ use tasker_shared::bench_support::{
 };
 use tasker_shared::messaging::TASK_FINISHED_CHANNEL;
 use tasker_shared::templates::TaskTemplate;
-use tasker_worker::{HandlerRegistry, StepContext, StepError, StepHandler, Worker, WorkerConfig, WorkerHandle};
+use tasker_worker::{
+    HandlerRegistry, StepContext, StepError, StepHandler, Worker, WorkerConfig, WorkerHandle,
+};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -101,7 +103,10 @@ impl Deployment {
             let _ = stopped.await;
         }));
         let client = TaskerClient::new(&format!("http://{address}")).expect("client");
-        client.health().await.expect("the API answers its health check");
+        client
+            .health()
+            .await
+            .expect("the API answers its health check");
 
         let orchestrator = Orchestrator::start(
             db.new_pool(10).await,
@@ -151,11 +156,18 @@ impl Deployment {
     /// A creation request for a workflow; `nonce` makes the context unique.
     pub fn request(&self, workflow: &str, nonce: u64) -> CreateTaskRequest {
         let t = &self.templates[workflow];
+        // the example handlers compute n^16 (linear, diamond), n^24 (DAG) and n^32 (tree) in
+        // i64: 6 is their documented input, 2 keeps the tree from overflowing
+        let even_number = if workflow == TREE || workflow == DAG {
+            2
+        } else {
+            6
+        };
         CreateTaskRequest::new(
             t.namespace.clone(),
             t.name.clone(),
             t.version.clone(),
-            json!({"even_number": 6, "nonce": nonce}),
+            json!({"even_number": even_number, "nonce": nonce}),
         )
     }
 
@@ -170,7 +182,10 @@ impl Deployment {
         .fetch_all(&self.db.pool)
         .await
         .expect("checking task states");
-        assert!(not_complete.is_empty(), "tasks did not complete: {not_complete:?}");
+        assert!(
+            not_complete.is_empty(),
+            "tasks did not complete: {not_complete:?}"
+        );
     }
 
     /// Deletes finished tasks (untimed cleanup).
@@ -180,7 +195,12 @@ impl Deployment {
 
     /// Stops the API, the orchestrator and the worker.
     pub async fn shutdown(&self) {
-        if let Some(stop) = self.stop_api.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(stop) = self
+            .stop_api
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             let _ = stop.send(());
         }
         let api = self.api.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -189,7 +209,11 @@ impl Deployment {
                 eprintln!("the API server ended with {e}");
             }
         }
-        let orchestrator = self.orchestrator.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let orchestrator = self
+            .orchestrator
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(orchestrator) = orchestrator {
             let _ = orchestrator.shutdown().await;
         }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::schedstat::RunUsage;
 use crate::analysis::Analysis;
 use crate::criterion::Estimates;
 use crate::flags::ProfilerChoice;
@@ -190,6 +191,11 @@ pub struct RunEstimates {
     pub run: u32,
     pub typical_ns: f64,
     pub estimates: Estimates,
+    /// CPU time and waiting for a CPU of the whole run (all of the target's benchmarks), so
+    /// a comparison can take machine contention out; absent where it cannot be measured
+    /// and in runs recorded before it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<RunUsage>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

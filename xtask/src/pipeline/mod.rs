@@ -9,6 +9,7 @@ mod outdir;
 mod profiler;
 mod progress;
 mod report;
+pub mod schedstat;
 mod timing;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! The timing pass: the criterion bench executable run directly, without a profiler,
 //! several times, each run with its own `CRITERION_HOME` so runs never mix. Estimates are
-//! copied into the output directory and the spread across runs decides "noisy".
+//! copied into the output directory and the spread across runs decides "noisy". Each run's
+//! CPU time and waiting for a CPU are recorded with it (`schedstat`).
 
 use std::path::Path;
 use std::time::Instant;
@@ -9,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use super::manifest::{BenchmarkTimings, RunEstimates, TargetTimings, TimingRecord};
+use super::schedstat::{self, RunUsage};
 use super::RunEnv;
 use crate::criterion;
 use crate::plan::Target;
@@ -51,6 +53,7 @@ impl TimingPass<'_> {
         }
         let started = Instant::now();
         let mut per_run = Vec::new();
+        let mut usages = Vec::new();
         for run in 1..=self.runs {
             on_run(run);
             let home = self.scratch.join(&t.name).join(format!("run-{run}"));
@@ -73,10 +76,9 @@ impl TimingPass<'_> {
                 .join("logs")
                 .join(&t.name)
                 .join(format!("timing-run-{run}.log"));
-            let output = command
-                .quiet()
-                .ignore_status()
-                .output()
+            // Run while sampling its threads, so the comparison can tell a slower program
+            // from a busier machine.
+            let (output, usage) = schedstat::run(command.into())
                 .with_context(|| format!("running {}", exe.display()))?;
             self.env.log(
                 &log,
@@ -117,8 +119,9 @@ impl TimingPass<'_> {
                     .with_context(|| format!("copying {}", r.benchmark_file.display()))?;
             }
             per_run.push(results);
+            usages.push(usage);
         }
-        let timings = summarise(t, &per_run);
+        let timings = summarise(t, &per_run, &usages);
         let mut command = vec![self.exe.display().to_string()];
         command.extend(args);
         let record = TimingRecord {
@@ -134,7 +137,12 @@ impl TimingPass<'_> {
 }
 
 /// Groups the runs' results by benchmark id and measures how far the runs disagree.
-pub fn summarise(target: &Target, per_run: &[Vec<criterion::BenchResult>]) -> TargetTimings {
+/// `usages[i]` is what run `i + 1` cost (see `schedstat`), when it could be measured.
+pub fn summarise(
+    target: &Target,
+    per_run: &[Vec<criterion::BenchResult>],
+    usages: &[Option<RunUsage>],
+) -> TargetTimings {
     let mut ids: Vec<&str> = per_run.iter().flatten().map(|r| r.id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -149,6 +157,7 @@ pub fn summarise(target: &Target, per_run: &[Vec<criterion::BenchResult>]) -> Ta
                         run: i as u32 + 1,
                         typical_ns: r.estimates.typical().point_estimate,
                         estimates: r.estimates.clone(),
+                        usage: usages.get(i).cloned().flatten(),
                     })
                 })
                 .collect();

@@ -72,9 +72,15 @@ impl ResultProcessor {
 
     /// Processes a result in its own transaction.
     pub async fn process(&self, result: &StepResultMessage) -> OrchestrationResult<ResultOutcome> {
-        let mut tx = self.pool.begin().await.db_context("starting result processing")?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .db_context("starting result processing")?;
         let outcome = self.process_in(&mut tx, result).await?;
-        tx.commit().await.db_context("committing result processing")?;
+        tx.commit()
+            .await
+            .db_context("committing result processing")?;
         Ok(outcome)
     }
 
@@ -86,10 +92,16 @@ impl ResultProcessor {
         queue: &Queue,
         message: &QueueMessage<StepResultMessage>,
     ) -> OrchestrationResult<ResultOutcome> {
-        let mut tx = self.pool.begin().await.db_context("starting result processing")?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .db_context("starting result processing")?;
         let outcome = self.process_in(&mut tx, &message.message).await?;
         queue.delete(&mut *tx, message.msg_id).await?;
-        tx.commit().await.db_context("committing result processing")?;
+        tx.commit()
+            .await
+            .db_context("committing result processing")?;
         Ok(outcome)
     }
 
@@ -118,8 +130,14 @@ impl ResultProcessor {
         let Some(row) = row else {
             return Ok(ignored("no such step in that task"));
         };
-        let step_state: StepState = row.step_state.parse().map_err(tasker_shared::TaskerError::from)?;
-        let task_state: TaskState = row.task_state.parse().map_err(tasker_shared::TaskerError::from)?;
+        let step_state: StepState = row
+            .step_state
+            .parse()
+            .map_err(tasker_shared::TaskerError::from)?;
+        let task_state: TaskState = row
+            .task_state
+            .parse()
+            .map_err(tasker_shared::TaskerError::from)?;
         if result.attempt != row.attempts {
             return Ok(ignored(&format!(
                 "result of attempt {} but the step is on attempt {}",
@@ -194,7 +212,9 @@ impl ResultProcessor {
                 FinalizeOutcome::NotFinished
             }
             // a task in any other state is not ours to enqueue for: the pick-up path owns it
-            ExecutionStatus::HasReadySteps | ExecutionStatus::Processing => FinalizeOutcome::NotFinished,
+            ExecutionStatus::HasReadySteps | ExecutionStatus::Processing => {
+                FinalizeOutcome::NotFinished
+            }
             _ => {
                 self.finalizer
                     .finalize(&mut *conn, result.task_uuid, task_state, &readiness)
@@ -218,7 +238,10 @@ fn ignored(reason: &str) -> ResultOutcome {
 }
 
 /// Decodes a raw results-queue message; `None` for a message that is not a step result.
-pub fn decode_result(queue: &Queue, raw: QueueMessage<Value>) -> Option<QueueMessage<StepResultMessage>> {
+pub fn decode_result(
+    queue: &Queue,
+    raw: QueueMessage<Value>,
+) -> Option<QueueMessage<StepResultMessage>> {
     match queue.decode(raw) {
         Ok(message) => Some(message),
         Err(error) => {
@@ -253,10 +276,13 @@ mod tests {
         let task = started(&h, "linear").await;
         h.work("a", Ok(json!({"value": 36}))).await;
         let outcomes = h.process_results().await;
-        assert!(matches!(
-            &outcomes[..],
-            [ResultOutcome::Processed { step_state: StepState::Complete, enqueued, task: FinalizeOutcome::NotFinished, .. }] if enqueued.len() == 1
-        ), "{outcomes:?}");
+        assert!(
+            matches!(
+                &outcomes[..],
+                [ResultOutcome::Processed { step_state: StepState::Complete, enqueued, task: FinalizeOutcome::NotFinished, .. }] if enqueued.len() == 1
+            ),
+            "{outcomes:?}"
+        );
         assert_eq!(h.step_state(task, "a").await, "complete");
         assert_eq!(h.step_state(task, "b").await, "enqueued");
         assert_eq!(h.queued_steps().await, ["b"]);
@@ -325,18 +351,29 @@ mod tests {
         h.work("flaky", Err(StepError::retryable("boom"))).await;
         let outcomes = h.process_results().await;
         // backoff is zero, so the retry is enqueued straight away
-        assert!(matches!(
-            &outcomes[..],
-            [ResultOutcome::Processed { step_state: StepState::WaitingForRetry, enqueued, retry_at: Some(_), .. }] if enqueued.len() == 1
-        ), "{outcomes:?}");
+        assert!(
+            matches!(
+                &outcomes[..],
+                [ResultOutcome::Processed { step_state: StepState::WaitingForRetry, enqueued, retry_at: Some(_), .. }] if enqueued.len() == 1
+            ),
+            "{outcomes:?}"
+        );
         assert_eq!(h.step_state(task, "flaky").await, "enqueued");
 
-        h.work("flaky", Err(StepError::retryable("boom again"))).await;
+        h.work("flaky", Err(StepError::retryable("boom again")))
+            .await;
         let outcomes = h.process_results().await;
-        assert!(matches!(
-            &outcomes[..],
-            [ResultOutcome::Processed { step_state: StepState::Error, task: FinalizeOutcome::Blocked, .. }]
-        ), "{outcomes:?}");
+        assert!(
+            matches!(
+                &outcomes[..],
+                [ResultOutcome::Processed {
+                    step_state: StepState::Error,
+                    task: FinalizeOutcome::Blocked,
+                    ..
+                }]
+            ),
+            "{outcomes:?}"
+        );
         assert_eq!(h.task_state(task).await, "blocked_by_failures");
         assert_eq!(h.step_state(task, "after").await, "pending");
         let last_error: Value = sqlx::query_scalar(
@@ -353,7 +390,8 @@ mod tests {
     async fn a_permanent_failure_errors_the_step_without_retrying() {
         let h = Harness::new().await;
         let task = started(&h, "retrying").await;
-        h.work("flaky", Err(StepError::permanent("bad input"))).await;
+        h.work("flaky", Err(StepError::permanent("bad input")))
+            .await;
         h.process_results().await;
         assert_eq!(h.step_state(task, "flaky").await, "error");
         assert_eq!(h.task_state(task).await, "blocked_by_failures");
@@ -372,18 +410,26 @@ mod tests {
             .unwrap()
             .remove(0);
         let copy = first.message.clone();
-        h.processor.process_message(&h.results, &first).await.unwrap();
-        let transitions_before: i64 = sqlx::query_scalar("SELECT count(*) FROM tasker.workflow_step_transitions")
-            .fetch_one(h.pool())
+        h.processor
+            .process_message(&h.results, &first)
             .await
             .unwrap();
+        let transitions_before: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tasker.workflow_step_transitions")
+                .fetch_one(h.pool())
+                .await
+                .unwrap();
 
         let outcome = h.processor.process(&copy).await.unwrap();
-        assert!(matches!(outcome, ResultOutcome::Ignored { .. }), "{outcome:?}");
-        let transitions_after: i64 = sqlx::query_scalar("SELECT count(*) FROM tasker.workflow_step_transitions")
-            .fetch_one(h.pool())
-            .await
-            .unwrap();
+        assert!(
+            matches!(outcome, ResultOutcome::Ignored { .. }),
+            "{outcome:?}"
+        );
+        let transitions_after: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tasker.workflow_step_transitions")
+                .fetch_one(h.pool())
+                .await
+                .unwrap();
         assert_eq!(transitions_before, transitions_after);
         assert_eq!(h.queued_steps().await, ["b"], "b enqueued once, not twice");
         assert_eq!(h.task_state(task).await, "steps_in_process");

@@ -49,8 +49,15 @@ impl StepEnqueuer {
     /// Picks up a task that is waiting (pending, or waiting for dependencies or a retry) and
     /// enqueues its ready steps. Returns `None` when the task was not in a pick-up state: another
     /// orchestrator has it, or it already moved on.
-    pub async fn enqueue_for_task(&self, task_uuid: Uuid) -> OrchestrationResult<Option<EnqueueOutcome>> {
-        let mut tx = self.pool.begin().await.db_context("starting step enqueueing")?;
+    pub async fn enqueue_for_task(
+        &self,
+        task_uuid: Uuid,
+    ) -> OrchestrationResult<Option<EnqueueOutcome>> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .db_context("starting step enqueueing")?;
         // lock the task row: result processing for the same task waits for us and vice versa
         let row: Option<(String, String)> = sqlx::query_as(
             "SELECT t.current_state, ns.name
@@ -80,7 +87,9 @@ impl StepEnqueuer {
             None,
         )
         .await?;
-        let enqueued = self.enqueue_ready_steps(&mut tx, task_uuid, &namespace).await?;
+        let enqueued = self
+            .enqueue_ready_steps(&mut tx, task_uuid, &namespace)
+            .await?;
         let next = if enqueued.is_empty() {
             // lost a race for every ready step, or nothing is ready after all
             TaskState::WaitingForDependencies
@@ -97,7 +106,10 @@ impl StepEnqueuer {
         )
         .await?;
         tx.commit().await.db_context("committing step enqueueing")?;
-        Ok(Some(EnqueueOutcome { task_uuid, enqueued }))
+        Ok(Some(EnqueueOutcome {
+            task_uuid,
+            enqueued,
+        }))
     }
 
     /// Enqueues the task's ready steps on the caller's connection (inside its transaction).
@@ -161,7 +173,10 @@ pub async fn mark_enqueued(
     steps: &[Uuid],
     processor: &str,
 ) -> OrchestrationResult<Vec<Uuid>> {
-    let from = [StepState::Pending.as_str(), StepState::WaitingForRetry.as_str()];
+    let from = [
+        StepState::Pending.as_str(),
+        StepState::WaitingForRetry.as_str(),
+    ];
     Ok(
         sqlx::query_scalar("SELECT * FROM tasker.transition_steps_atomic($1, $2, $3, $4)")
             .bind(steps)
@@ -194,7 +209,11 @@ mod tests {
         let h = Harness::new().await;
         let task = h.create("diamond").await;
         let enqueuer = StepEnqueuer::new(h.pool().clone(), "test");
-        let outcome = enqueuer.enqueue_for_task(task).await.unwrap().expect("picked up");
+        let outcome = enqueuer
+            .enqueue_for_task(task)
+            .await
+            .unwrap()
+            .expect("picked up");
         assert_eq!(outcome.enqueued, [h.step_uuid(task, "start").await]);
         assert_eq!(h.step_state(task, "start").await, "enqueued");
         assert_eq!(h.step_state(task, "left").await, "pending");
@@ -253,7 +272,9 @@ mod tests {
         let mut conn = h.pool().acquire().await.unwrap();
         let first = mark_enqueued(&mut conn, &[start], "test").await.unwrap();
         assert_eq!(first, [start]);
-        let second = mark_enqueued(&mut conn, &[start, left], "test").await.unwrap();
+        let second = mark_enqueued(&mut conn, &[start, left], "test")
+            .await
+            .unwrap();
         assert_eq!(second, [left], "start was already enqueued");
         let transitions: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM tasker.workflow_step_transitions WHERE workflow_step_uuid = $1",

@@ -23,7 +23,9 @@ pub enum FinalizeOutcome {
     /// A step failed for good and nothing else can run; the task is blocked.
     Blocked,
     /// Nothing can run until a retry's backoff ends (at the given time, if known).
-    WaitingForRetry { next_retry_at: Option<DateTime<Utc>> },
+    WaitingForRetry {
+        next_retry_at: Option<DateTime<Utc>>,
+    },
     /// Nothing can run and nothing is running or retrying; the task waits for dependencies.
     WaitingForDependencies,
     /// Steps are ready or running; the task is not finished and stays as it is.
@@ -44,7 +46,11 @@ impl TaskFinalizer {
     }
 
     /// Locks the task, reads its steps and finalises it in its own transaction.
-    pub async fn evaluate(&self, pool: &PgPool, task_uuid: Uuid) -> OrchestrationResult<FinalizeOutcome> {
+    pub async fn evaluate(
+        &self,
+        pool: &PgPool,
+        task_uuid: Uuid,
+    ) -> OrchestrationResult<FinalizeOutcome> {
         let mut tx = pool.begin().await.db_context("starting task evaluation")?;
         let state: Option<String> = sqlx::query_scalar(
             "SELECT current_state FROM tasker.tasks WHERE task_uuid = $1 FOR UPDATE",
@@ -93,7 +99,10 @@ impl TaskFinalizer {
                     .filter(|s| s.current_state == "waiting_for_retry" && s.retry_eligible)
                     .filter_map(|s| s.next_retry_at)
                     .min();
-                if readiness.iter().any(|s| s.current_state == "waiting_for_retry") {
+                if readiness
+                    .iter()
+                    .any(|s| s.current_state == "waiting_for_retry")
+                {
                     (
                         TaskState::WaitingForRetry,
                         FinalizeOutcome::WaitingForRetry { next_retry_at },
@@ -155,7 +164,10 @@ mod tests {
             .enqueue_for_task(task)
             .await
             .unwrap();
-        let outcome = TaskFinalizer::new("t").evaluate(h.pool(), task).await.unwrap();
+        let outcome = TaskFinalizer::new("t")
+            .evaluate(h.pool(), task)
+            .await
+            .unwrap();
         assert_eq!(outcome, FinalizeOutcome::NotFinished);
         assert_eq!(h.task_state(task).await, "steps_in_process");
     }
@@ -163,7 +175,9 @@ mod tests {
     #[tokio::test]
     async fn completion_moves_through_evaluating_results_and_notifies() {
         let h = Harness::new().await;
-        let mut listener = sqlx::postgres::PgListener::connect_with(h.pool()).await.unwrap();
+        let mut listener = sqlx::postgres::PgListener::connect_with(h.pool())
+            .await
+            .unwrap();
         listener.listen(TASK_FINISHED_CHANNEL).await.unwrap();
         let task = h.create("linear").await;
         StepEnqueuer::new(h.pool().clone(), "t")
@@ -190,7 +204,10 @@ mod tests {
         assert_eq!(note.payload(), task.to_string());
         // evaluating a complete task again changes nothing
         assert_eq!(
-            TaskFinalizer::new("t").evaluate(h.pool(), task).await.unwrap(),
+            TaskFinalizer::new("t")
+                .evaluate(h.pool(), task)
+                .await
+                .unwrap(),
             FinalizeOutcome::NotFinished
         );
     }
@@ -212,8 +229,14 @@ mod tests {
         h.work("flaky", Err(StepError::retryable("later"))).await;
         h.process_results().await;
         assert_eq!(h.task_state(task).await, "waiting_for_retry");
-        let outcome = TaskFinalizer::new("t").evaluate(h.pool(), task).await.unwrap();
-        let FinalizeOutcome::WaitingForRetry { next_retry_at: Some(at) } = outcome else {
+        let outcome = TaskFinalizer::new("t")
+            .evaluate(h.pool(), task)
+            .await
+            .unwrap();
+        let FinalizeOutcome::WaitingForRetry {
+            next_retry_at: Some(at),
+        } = outcome
+        else {
             panic!("{outcome:?}")
         };
         let wait = at - chrono::Utc::now();

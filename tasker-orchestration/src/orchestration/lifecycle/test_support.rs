@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use tasker_shared::messaging::{namespace_queue_name, Queue, StepMessage, StepResultMessage, RESULTS_QUEUE};
+use tasker_shared::messaging::{
+    namespace_queue_name, Queue, StepMessage, StepResultMessage, RESULTS_QUEUE,
+};
 use tasker_shared::templates::{parse_template, register_template};
 use tasker_shared::test_support::TestDatabase;
 use tasker_worker::executor::{claim, submit};
@@ -104,12 +106,14 @@ impl Harness {
     }
 
     pub async fn step_state(&self, task: Uuid, name: &str) -> String {
-        sqlx::query_scalar("SELECT current_state FROM tasker.workflow_steps WHERE task_uuid = $1 AND name = $2")
-            .bind(task)
-            .bind(name)
-            .fetch_one(self.pool())
-            .await
-            .unwrap()
+        sqlx::query_scalar(
+            "SELECT current_state FROM tasker.workflow_steps WHERE task_uuid = $1 AND name = $2",
+        )
+        .bind(task)
+        .bind(name)
+        .fetch_one(self.pool())
+        .await
+        .unwrap()
     }
 
     pub async fn task_state(&self, task: Uuid) -> String {
@@ -154,7 +158,9 @@ impl Harness {
                     .await
                     .unwrap()
                     .expect("claimable");
-                assert!(submit(self.pool(), &claimed, &outcome, "test-worker").await.unwrap());
+                assert!(submit(self.pool(), &claimed, &outcome, "test-worker")
+                    .await
+                    .unwrap());
                 found = true;
             } else {
                 // put it back for a later call

@@ -1,0 +1,123 @@
+//! `tasker server`: the REST API and an orchestrator in one process.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tasker_orchestration::api::{serve, ApiState, DEFAULT_BIND};
+use tasker_orchestration::orchestration::core::{Orchestrator, OrchestratorConfig};
+use tasker_orchestration::orchestration::lifecycle::task_initializer::TaskInitializer;
+use tasker_shared::database::{connect, migrate, redact_url};
+use tasker_shared::templates::{load_dir, register_template};
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Address (host:port) the API listens on. The default is loopback only, because the API
+    /// has no authentication; bind another address only behind something that has.
+    #[arg(long, env = "TASKER_BIND", default_value = DEFAULT_BIND)]
+    bind: String,
+    /// Load every *.yaml / *.yml task template under DIR (recursively) and register it before
+    /// serving; one invalid file stops the start.
+    #[arg(long, env = "TASKER_TEMPLATES", value_name = "DIR")]
+    templates: Option<PathBuf>,
+    /// Apply pending schema migrations before serving.
+    #[arg(long)]
+    migrate: bool,
+    /// Database connections shared by the API and the orchestrator.
+    #[arg(long, default_value_t = 20)]
+    max_connections: u32,
+    /// Identical task requests (same template, context and initiator) within this window
+    /// return the task the first one created, e.g. `60s`; `0s` turns de-duplication off.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    dedup_window: Duration,
+    /// How often the orchestrator looks for work when no notification arrives (it normally
+    /// wakes on LISTEN/NOTIFY; this only covers lost notifications), e.g. `1s`, `250ms`.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    fallback_poll: Duration,
+    /// How long a step-result message claimed by this orchestrator stays hidden from others.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    visibility_timeout: Duration,
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let url = redact_url(&args.database_url);
+    let pool = connect(&args.database_url, args.max_connections).await?;
+    if args.migrate {
+        migrate(&pool)
+            .await
+            .with_context(|| format!("migrating {url}"))?;
+    }
+    if let Some(dir) = &args.templates {
+        let templates = load_dir(dir)
+            .with_context(|| format!("loading task templates from {}", dir.display()))?;
+        for (path, template) in &templates {
+            register_template(&pool, template)
+                .await
+                .with_context(|| format!("registering the template in {}", path.display()))?;
+        }
+        tracing::info!(count = templates.len(), dir = %dir.display(), "registered task templates");
+    }
+
+    let listener = tokio::net::TcpListener::bind(&args.bind)
+        .await
+        .with_context(|| format!("binding the API to {}", args.bind))?;
+    let address = listener
+        .local_addr()
+        .context("reading the API's bound address")?;
+
+    let orchestrator = Orchestrator::start(
+        pool.clone(),
+        OrchestratorConfig {
+            fallback_poll: args.fallback_poll,
+            visibility_timeout: args.visibility_timeout,
+            ..OrchestratorConfig::default()
+        },
+    )
+    .await
+    .context("starting the orchestrator")?;
+
+    let state = ApiState::new(
+        pool.clone(),
+        TaskInitializer::new(pool.clone(), args.dedup_window),
+    );
+    // stdout carries the one line a script needs (the address, useful with --bind ...:0)
+    println!("tasker server listening on http://{address} (database {url})");
+    let served = serve(listener, state, shutdown_signal()).await;
+
+    tracing::info!("stopping the orchestrator");
+    let stopped = orchestrator.shutdown().await;
+    pool.close().await;
+    served.context("serving the API")?;
+    stopped.context("stopping the orchestrator")?;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM (what `kill` and service managers send).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,90 @@
+//! `tasker worker`: consume step queues and run the example step handlers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tasker_shared::database::connect;
+use tasker_worker::examples::{register_examples, EXAMPLE_NAMESPACES};
+use tasker_worker::{HandlerRegistry, Worker, WorkerConfig};
+
+use super::server::shutdown_signal;
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Namespaces whose step queues this worker consumes, comma-separated (default: every
+    /// namespace the example handlers serve).
+    #[arg(long, env = "TASKER_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Steps run at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// How long a claimed step message stays hidden from other workers without a heartbeat
+    /// (the worker extends it while the step runs). After a crash, the step is picked up again
+    /// this long after the last heartbeat. E.g. `30s`, `2s`.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    visibility_timeout: Duration,
+    /// How often to look for messages when no notification arrives (only covers lost
+    /// notifications), e.g. `1s`.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    fallback_poll: Duration,
+    /// Limit for one handler run when the step's template sets no timeout_seconds.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    handler_timeout: Duration,
+    /// Recorded as the processor of this worker's transitions (default: worker:<pid>).
+    #[arg(long, env = "TASKER_WORKER_ID")]
+    worker_id: Option<String>,
+}
+
+pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    let namespaces: Vec<String> = if args.namespaces.is_empty() {
+        EXAMPLE_NAMESPACES.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.namespaces
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    if namespaces.is_empty() {
+        anyhow::bail!("--namespaces names no namespace; pass e.g. --namespaces linear_workflow");
+    }
+    if args.concurrency == 0 {
+        anyhow::bail!("--concurrency must be at least 1");
+    }
+    let mut registry = HandlerRegistry::new();
+    register_examples(&mut registry);
+
+    // one connection per running step, plus the claim loop and the heartbeats
+    let connections = u32::try_from(args.concurrency)
+        .unwrap_or(u32::MAX)
+        .saturating_add(2);
+    let pool = connect(&args.database_url, connections).await?;
+    let defaults = WorkerConfig::default();
+    let config = WorkerConfig {
+        namespaces: namespaces.clone(),
+        concurrency: args.concurrency,
+        visibility_timeout: args.visibility_timeout,
+        fallback_poll: args.fallback_poll,
+        handler_timeout: args.handler_timeout,
+        worker_id: args.worker_id.unwrap_or(defaults.worker_id),
+    };
+    let worker_id = config.worker_id.clone();
+    let handle = Worker::start(pool.clone(), config, Arc::new(registry))
+        .await
+        .context("starting the worker")?;
+    println!(
+        "tasker worker {worker_id} consuming {} (concurrency {})",
+        namespaces.join(", "),
+        args.concurrency
+    );
+    shutdown_signal().await;
+    tracing::info!("stopping: letting running steps finish");
+    handle.shutdown().await.context("stopping the worker")?;
+    pool.close().await;
+    Ok(())
+}

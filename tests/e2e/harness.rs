@@ -1,0 +1,255 @@
+//! The end-to-end harness: a fresh database with the fixture templates registered, the REST API
+//! served on `127.0.0.1:0`, and any number of orchestrators and workers running in this
+//! process, each on its own connection pool as separate processes would be.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tasker_client::{CreateTaskRequest, TaskDetails, TaskerClient};
+use tasker_orchestration::api::{serve, ApiState};
+use tasker_orchestration::orchestration::core::{
+    Orchestrator, OrchestratorConfig, OrchestratorHandle,
+};
+use tasker_orchestration::orchestration::lifecycle::task_initializer::TaskInitializer;
+use tasker_shared::templates::{load_dir, register_template};
+use tasker_shared::test_support::TestDatabase;
+use tasker_worker::examples::{register_examples, EXAMPLE_NAMESPACES};
+use tasker_worker::{HandlerRegistry, Worker, WorkerConfig, WorkerHandle};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// How long a test waits for a workflow before calling it stuck. Generous: a slow CI machine
+/// must not fail a correct engine (waits return as soon as the task finishes).
+pub const WORKFLOW_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often components look for work without a notification; short so that a lost
+/// notification costs a test little.
+const FALLBACK_POLL: Duration = Duration::from_millis(250);
+
+/// The repository's fixture templates.
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/task_templates")
+}
+
+/// The example handlers, as `tasker worker` registers them.
+pub fn example_registry() -> Arc<HandlerRegistry> {
+    let mut registry = HandlerRegistry::new();
+    register_examples(&mut registry);
+    Arc::new(registry)
+}
+
+/// A worker configuration for tests: every example namespace, a short fallback poll.
+pub fn worker_config(worker_id: &str) -> WorkerConfig {
+    WorkerConfig {
+        namespaces: EXAMPLE_NAMESPACES.iter().map(|s| s.to_string()).collect(),
+        fallback_poll: FALLBACK_POLL,
+        worker_id: worker_id.to_string(),
+        ..WorkerConfig::default()
+    }
+}
+
+/// A running engine on a private database.
+pub struct Harness {
+    pub db: TestDatabase,
+    pub client: TaskerClient,
+    pub base_url: String,
+    server: Option<(oneshot::Sender<()>, JoinHandle<std::io::Result<()>>)>,
+    orchestrators: Vec<OrchestratorHandle>,
+    workers: Vec<WorkerHandle>,
+    pools: Vec<PgPool>,
+}
+
+impl Harness {
+    /// API, one orchestrator and one worker with the example handlers.
+    pub async fn start() -> Self {
+        let mut harness = Self::api_only().await;
+        harness.start_orchestrator("orchestrator-1").await;
+        harness
+            .start_worker(worker_config("worker-1"), example_registry())
+            .await;
+        harness
+    }
+
+    /// The API alone: tasks are created but nothing runs them.
+    pub async fn api_only() -> Self {
+        let db = TestDatabase::new().await;
+        for (path, template) in load_dir(&fixtures_dir()).expect("the fixture templates load") {
+            register_template(&db.pool, &template)
+                .await
+                .unwrap_or_else(|e| panic!("registering {}: {e}", path.display()));
+        }
+        let api_pool = pool(&db, 10).await;
+        let state = ApiState::new(
+            api_pool.clone(),
+            // de-duplication off: tests submit identical requests on purpose
+            TaskInitializer::new(api_pool.clone(), Duration::ZERO),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding an ephemeral loopback port");
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        let client = TaskerClient::new(&base_url).unwrap();
+        Self {
+            db,
+            client,
+            base_url,
+            server: Some((stop, server)),
+            orchestrators: Vec::new(),
+            workers: Vec::new(),
+            pools: vec![api_pool],
+        }
+    }
+
+    /// Starts another orchestrator on its own pool.
+    pub async fn start_orchestrator(&mut self, processor_id: &str) {
+        let pool = pool(&self.db, 6).await;
+        let handle = Orchestrator::start(
+            pool.clone(),
+            OrchestratorConfig {
+                fallback_poll: FALLBACK_POLL,
+                processor_id: processor_id.to_string(),
+                ..OrchestratorConfig::default()
+            },
+        )
+        .await
+        .expect("starting an orchestrator");
+        self.orchestrators.push(handle);
+        self.pools.push(pool);
+    }
+
+    /// Starts another worker on its own pool.
+    pub async fn start_worker(&mut self, config: WorkerConfig, registry: Arc<HandlerRegistry>) {
+        let connections = u32::try_from(config.concurrency).unwrap_or(8) + 2;
+        let pool = pool(&self.db, connections).await;
+        let handle = Worker::start(pool.clone(), config, registry)
+            .await
+            .expect("starting a worker");
+        self.workers.push(handle);
+        self.pools.push(pool);
+    }
+
+    /// Creates a task through the API.
+    pub async fn create(&self, namespace: &str, name: &str, context: Value) -> Uuid {
+        self.client
+            .create_task(&CreateTaskRequest::new(namespace, name, "1.0.0", context))
+            .await
+            .unwrap_or_else(|e| panic!("creating {namespace}/{name}: {e}"))
+            .task_uuid
+    }
+
+    /// Waits (long poll) until the task is finished and returns it.
+    pub async fn wait(&self, task_uuid: Uuid) -> TaskDetails {
+        match self.client.wait_for_task(task_uuid, WORKFLOW_TIMEOUT).await {
+            Ok(task) => task,
+            Err(error) => {
+                let now = self.client.get_task(task_uuid).await.ok();
+                panic!("task {task_uuid} did not finish: {error}\nit is now: {now:#?}")
+            }
+        }
+    }
+
+    /// Creates a task and waits for it.
+    pub async fn run(&self, namespace: &str, name: &str, context: Value) -> TaskDetails {
+        let task_uuid = self.create(namespace, name, context).await;
+        self.wait(task_uuid).await
+    }
+
+    /// The states a step went through, oldest first, with the processor of each transition.
+    pub async fn step_transitions(&self, step_uuid: Uuid) -> Vec<(String, Option<String>)> {
+        sqlx::query_as(
+            "SELECT to_state, processor FROM tasker.workflow_step_transitions
+              WHERE workflow_step_uuid = $1 ORDER BY sort_key",
+        )
+        .bind(step_uuid)
+        .fetch_all(&self.db.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Stops workers, orchestrators and the server, in that order.
+    pub async fn shutdown(mut self) {
+        for worker in self.workers.drain(..) {
+            worker.shutdown().await.expect("stopping a worker");
+        }
+        for orchestrator in self.orchestrators.drain(..) {
+            orchestrator
+                .shutdown()
+                .await
+                .expect("stopping an orchestrator");
+        }
+        if let Some((stop, server)) = self.server.take() {
+            let _ = stop.send(());
+            server
+                .await
+                .expect("the server task")
+                .expect("the server stopped cleanly");
+        }
+        for pool in self.pools.drain(..) {
+            pool.close().await;
+        }
+    }
+}
+
+async fn pool(db: &TestDatabase, connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .connect(&db.url)
+        .await
+        .expect("connecting to the test database")
+}
+
+/// Polls `condition` every few milliseconds until it holds, failing the test after `timeout`
+/// with `what`. For conditions no notification announces (a step reaching in_progress, a
+/// queue draining); returns as soon as the condition holds.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The integer `value` of a step's results.
+pub fn value_of(task: &TaskDetails, step: &str) -> i64 {
+    let details = task
+        .step(step)
+        .unwrap_or_else(|| panic!("task has no step {step}"));
+    details
+        .results
+        .as_ref()
+        .and_then(|r| r.get("value"))
+        .and_then(Value::as_i64)
+        .unwrap_or_else(|| panic!("step {step} has no integer value: {details:#?}"))
+}
+
+/// Asserts the task completed with every step run exactly once.
+pub fn assert_completed_once(task: &TaskDetails) {
+    assert_eq!(task.state, "complete", "{task:#?}");
+    assert_eq!(task.completion_percentage, 100.0);
+    assert!(task.completed_at.is_some());
+    for step in &task.steps {
+        assert_eq!(
+            (step.state.as_str(), step.attempts),
+            ("complete", 1),
+            "step {}",
+            step.name
+        );
+    }
+}

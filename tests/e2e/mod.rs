@@ -1,0 +1,4 @@
+//! End-to-end test suites and their shared harness.
+
+pub mod harness;
+pub mod rust;

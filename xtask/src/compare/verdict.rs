@@ -1,0 +1,399 @@
+//! The timing verdict of one benchmark: the change from baseline to post with its
+//! uncertainty, judged against the category's limit. Pure, so the rules are tested on
+//! synthetic estimates.
+//!
+//! In log space (timings are ratios): each side's centre is the median of its runs; a run's
+//! noise is the larger of the spread between runs (sample variance of ln t) and criterion's
+//! own uncertainty (its confidence interval turned into a standard error), because three
+//! runs can agree by chance. The change `d = ln(post / base)` has the 95 % half-width
+//! `h = t(0.975, df) · sqrt(var_base / n_base + var_post / n_post)` with Welch's degrees of
+//! freedom, so few runs give wide intervals. With `L = ln(1 + limit)`:
+//!
+//! - `regression` when `d − h > L`: slower than allowed even at the low end;
+//! - `improvement` when `d + h < −L`: faster by at least the same factor;
+//! - `pass` when `d + h ≤ L`: within the limit even at the high end;
+//! - `inconclusive` otherwise: the interval straddles the limit, either because the noise
+//!   is wider than the limit itself (`h > L`) or because the change sits near it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::stats;
+
+/// Most runs per side the "runs needed" estimate considers; beyond it the noise itself
+/// has to come down.
+pub const MAX_RUNS: u32 = 50;
+
+const CONFIDENCE_QUANTILE: f64 = 0.975;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Regression,
+    Improvement,
+    Inconclusive,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Regression => "regression",
+            Verdict::Improvement => "improvement",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// Where a side's noise figure comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoiseSource {
+    /// The spread between repeated runs.
+    Spread,
+    /// criterion's confidence intervals (one run, or runs that agree more closely).
+    Criterion,
+    /// Not measured: a single run with the category's noise limit assumed.
+    Assumed,
+}
+
+/// One side (baseline or post) of a comparison, in log space.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Side {
+    /// Median of the runs (ns per iteration, or CPU seconds for a test target).
+    pub center: f64,
+    /// Variance of ln(value) of one run.
+    pub run_variance: f64,
+    /// Degrees of freedom of `run_variance`; infinite when it is not a sample variance.
+    #[serde(with = "infinite_as_null")]
+    pub df: f64,
+    pub runs: u32,
+    pub noise_source: NoiseSource,
+    /// Whether more `--runs` would add data (false for a test target's single profile).
+    pub repeatable: bool,
+}
+
+impl Side {
+    /// From a benchmark's runs: each run's value and relative standard error (criterion's
+    /// confidence half-width over its z, divided by the estimate).
+    pub fn from_runs(values: &[f64], rel_se: &[f64]) -> Option<Side> {
+        if values.is_empty() || values.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+            return None;
+        }
+        let logs: Vec<f64> = values.iter().map(|v| v.ln()).collect();
+        let spread = stats::variance(&logs);
+        let criterion = if rel_se.is_empty() {
+            0.0
+        } else {
+            rel_se
+                .iter()
+                .map(|s| if s.is_finite() { s * s } else { 0.0 })
+                .sum::<f64>()
+                / rel_se.len() as f64
+        };
+        let (run_variance, df, noise_source) = match spread {
+            Some(s) if s >= criterion => (s, (values.len() - 1) as f64, NoiseSource::Spread),
+            _ => (criterion, f64::INFINITY, NoiseSource::Criterion),
+        };
+        Some(Side {
+            center: crate::criterion::median(values)?,
+            run_variance,
+            df,
+            runs: values.len() as u32,
+            noise_source,
+            repeatable: true,
+        })
+    }
+
+    /// A single measurement whose run-to-run noise is unknown: `assumed_pct` is taken as its
+    /// 95 % band, plus the counting noise of `samples` profiler samples.
+    pub fn single(value: f64, assumed_pct: f64, samples: u64) -> Option<Side> {
+        if !(value.is_finite() && value > 0.0) {
+            return None;
+        }
+        let band = (1.0 + assumed_pct.max(0.0) / 100.0).ln() / 1.96;
+        let counting = if samples > 0 {
+            1.0 / samples as f64
+        } else {
+            0.0
+        };
+        Some(Side {
+            center: value,
+            run_variance: band * band + counting,
+            df: f64::INFINITY,
+            runs: 1,
+            noise_source: NoiseSource::Assumed,
+            repeatable: false,
+        })
+    }
+}
+
+/// How many runs would settle an inconclusive verdict, if the noise stays what it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RunsNeeded {
+    /// Re-running the post run alone with `--runs N` is enough.
+    Post { runs: u32 },
+    /// The baseline's own noise is too large: both need `--runs N`.
+    Both { runs: u32 },
+    /// Not within `MAX_RUNS` per side: the noise has to come down instead.
+    Unreachable { max: u32 },
+    /// The value comes from a single profiled run; `--runs` does not repeat it.
+    NotApplicable,
+}
+
+impl RunsNeeded {
+    pub fn describe(&self) -> String {
+        match self {
+            RunsNeeded::Post { runs } => {
+                format!("about {runs} post runs would settle it (--runs {runs})")
+            }
+            RunsNeeded::Both { runs } => format!(
+                "about {runs} runs each would settle it (re-record the baseline and the post run with --runs {runs})"
+            ),
+            RunsNeeded::Unreachable { max } => format!(
+                "more than {max} runs per side would be needed: reduce the noise first (cargo xtask check-env)"
+            ),
+            RunsNeeded::NotApplicable => {
+                "a test target is profiled once per run, so more --runs do not help; a quieter machine or a longer test does".to_owned()
+            }
+        }
+    }
+}
+
+/// The judgement of one benchmark. Percentages are changes from the baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    pub change_pct: f64,
+    /// 95 % interval of the change.
+    pub low_pct: f64,
+    pub high_pct: f64,
+    /// Half-width of the interval as a percentage (`100 · (e^h − 1)`).
+    pub noise_pct: f64,
+    pub limit_pct: f64,
+    pub reason: String,
+    pub runs_needed: Option<RunsNeeded>,
+}
+
+fn pct(log_ratio: f64) -> f64 {
+    (log_ratio.exp() - 1.0) * 100.0
+}
+
+fn half_width(base: &Side, post: &Side, base_runs: u32, post_runs: u32) -> f64 {
+    let vb = base.run_variance / f64::from(base_runs.max(1));
+    let vp = post.run_variance / f64::from(post_runs.max(1));
+    let df_of = |side: &Side, runs: u32| {
+        if side.df.is_finite() {
+            f64::from(runs.saturating_sub(1).max(1))
+        } else {
+            f64::INFINITY
+        }
+    };
+    let df = stats::welch_df(&[(vb, df_of(base, base_runs)), (vp, df_of(post, post_runs))]);
+    stats::t_quantile(CONFIDENCE_QUANTILE, df) * (vb + vp).sqrt()
+}
+
+/// Judges `post` against `base` with an allowed slowdown of `limit_pct` percent.
+pub fn judge(base: &Side, post: &Side, limit_pct: f64) -> Judgement {
+    let d = post.center.ln() - base.center.ln();
+    let h = half_width(base, post, base.runs, post.runs);
+    let limit = (1.0 + limit_pct.max(0.0) / 100.0).ln();
+    let mut judgement = Judgement {
+        verdict: Verdict::Inconclusive,
+        change_pct: pct(d),
+        low_pct: pct(d - h),
+        high_pct: pct(d + h),
+        noise_pct: pct(h),
+        limit_pct,
+        reason: String::new(),
+        runs_needed: None,
+    };
+    if d - h > limit {
+        judgement.verdict = Verdict::Regression;
+        judgement.reason = format!(
+            "slower than the +{limit_pct:.0}% limit even at the low end of the noise ({:+.1}%)",
+            judgement.low_pct
+        );
+    } else if d + h < -limit {
+        judgement.verdict = Verdict::Improvement;
+        judgement.reason = format!(
+            "faster by more than the limit even at the high end of the noise ({:+.1}%)",
+            judgement.high_pct
+        );
+    } else if d + h <= limit {
+        judgement.verdict = Verdict::Pass;
+        judgement.reason = format!(
+            "within the +{limit_pct:.0}% limit even at the high end of the noise ({:+.1}%)",
+            judgement.high_pct
+        );
+    } else {
+        judgement.reason = if h > limit {
+            format!(
+                "the noise (±{:.1}%) is wider than the {limit_pct:.0}% limit itself",
+                judgement.noise_pct
+            )
+        } else {
+            format!(
+                "the change ({:+.1}%) is within the noise (±{:.1}%) of the +{limit_pct:.0}% limit",
+                judgement.change_pct, judgement.noise_pct
+            )
+        };
+        judgement.runs_needed = Some(runs_needed(base, post, (d - limit).abs()));
+    }
+    judgement
+}
+
+/// The fewest runs whose interval would no longer straddle the limit, assuming the centre
+/// and the per-run noise stay as measured: first re-running only the post side, then both.
+pub fn runs_needed(base: &Side, post: &Side, target_half_width: f64) -> RunsNeeded {
+    if !base.repeatable || !post.repeatable {
+        return RunsNeeded::NotApplicable;
+    }
+    if target_half_width <= 1e-9 {
+        return RunsNeeded::Unreachable { max: MAX_RUNS };
+    }
+    for n in post.runs + 1..=MAX_RUNS {
+        if half_width(base, post, base.runs, n) < target_half_width {
+            return RunsNeeded::Post { runs: n };
+        }
+    }
+    for n in base.runs.max(post.runs) + 1..=MAX_RUNS {
+        if half_width(base, post, n, n) < target_half_width {
+            return RunsNeeded::Both { runs: n };
+        }
+    }
+    RunsNeeded::Unreachable { max: MAX_RUNS }
+}
+
+/// serde_json cannot write infinity; `null` stands for it.
+mod infinite_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs with criterion uncertainties of 1 %.
+    fn side(values: &[f64]) -> Side {
+        Side::from_runs(values, &vec![0.01; values.len()]).expect("valid runs")
+    }
+
+    #[test]
+    fn a_clear_slowdown_is_a_regression() {
+        let j = judge(&side(&[100.0, 101.0, 99.0]), &side(&[150.0, 151.0, 149.0]), 20.0);
+        assert_eq!(j.verdict, Verdict::Regression, "{j:?}");
+        assert!((j.change_pct - 50.0).abs() < 0.01, "{j:?}");
+        assert!(j.low_pct > 20.0 && j.low_pct < j.change_pct && j.high_pct > j.change_pct);
+        assert!(j.runs_needed.is_none());
+    }
+
+    #[test]
+    fn a_small_change_inside_the_limit_passes() {
+        let j = judge(&side(&[100.0, 101.0, 99.0]), &side(&[102.0, 101.0, 103.0]), 10.0);
+        assert_eq!(j.verdict, Verdict::Pass, "{j:?}");
+        assert!(j.high_pct <= 10.0);
+    }
+
+    #[test]
+    fn a_clear_speedup_is_an_improvement() {
+        let j = judge(&side(&[100.0, 101.0, 99.0]), &side(&[70.0, 71.0, 69.0]), 10.0);
+        assert_eq!(j.verdict, Verdict::Improvement, "{j:?}");
+        assert!(j.change_pct < -25.0);
+    }
+
+    #[test]
+    fn noise_wider_than_the_limit_is_inconclusive_with_runs_needed() {
+        // Runs disagree by ±30 %: an unchanged rerun on a busy machine.
+        let base = side(&[100.0, 140.0, 80.0]);
+        let post = side(&[105.0, 150.0, 85.0]);
+        let j = judge(&base, &post, 10.0);
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        assert!(j.noise_pct > 10.0, "{j:?}");
+        assert!(j.reason.contains("wider than the 10% limit"), "{}", j.reason);
+        match j.runs_needed {
+            Some(RunsNeeded::Post { runs } | RunsNeeded::Both { runs }) => assert!(runs > 3),
+            other => panic!("expected a number of runs, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_change_near_the_limit_is_inconclusive() {
+        let base = side(&[100.0, 100.5, 99.5]);
+        let post = side(&[110.0, 110.5, 109.5]);
+        let j = judge(&base, &post, 10.0);
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        assert!(j.noise_pct < 10.0);
+        assert!(j.reason.contains("within the noise"), "{}", j.reason);
+    }
+
+    #[test]
+    fn a_large_slowdown_is_a_regression_even_through_wide_noise() {
+        // The noise (±~40 %) is wider than the limit, but a tripling clears it anyway.
+        let j = judge(&side(&[100.0, 130.0, 90.0]), &side(&[300.0, 390.0, 270.0]), 20.0);
+        assert!(j.noise_pct > 20.0, "{j:?}");
+        assert_eq!(j.verdict, Verdict::Regression, "{j:?}");
+    }
+
+    #[test]
+    fn runs_needed_is_consistent_with_the_interval() {
+        let base = side(&[100.0, 112.0, 92.0]);
+        let post = side(&[104.0, 118.0, 95.0]);
+        let j = judge(&base, &post, 10.0);
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        let d = post.center.ln() - base.center.ln();
+        let target = (d - 1.1_f64.ln()).abs();
+        match j.runs_needed {
+            Some(RunsNeeded::Post { runs }) => {
+                assert!(half_width(&base, &post, base.runs, runs) < target);
+                assert!(half_width(&base, &post, base.runs, runs - 1) >= target);
+            }
+            Some(RunsNeeded::Both { runs }) => {
+                assert!(half_width(&base, &post, runs, runs) < target);
+                assert!(half_width(&base, &post, runs - 1, runs - 1) >= target);
+            }
+            other => panic!("expected a number of runs, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn criterion_uncertainty_is_the_floor_when_runs_agree_by_chance() {
+        // Identical runs have no spread; criterion's 5 % standard error still counts.
+        let base = Side::from_runs(&[100.0, 100.0, 100.0], &[0.05; 3]).expect("valid");
+        assert_eq!(base.noise_source, NoiseSource::Criterion);
+        assert!((base.run_variance - 0.0025).abs() < 1e-12);
+        let single = Side::from_runs(&[100.0], &[0.01]).expect("valid");
+        let j = judge(&single, &Side::from_runs(&[130.0], &[0.01]).expect("valid"), 20.0);
+        assert_eq!(j.verdict, Verdict::Regression, "one precise run each: {j:?}");
+    }
+
+    #[test]
+    fn a_single_profiled_run_uses_the_assumed_noise() {
+        let base = Side::single(1.0, 20.0, 10_000).expect("valid");
+        let small = judge(&base, &Side::single(1.1, 20.0, 10_000).expect("valid"), 20.0);
+        assert_eq!(small.verdict, Verdict::Inconclusive, "{small:?}");
+        assert_eq!(small.runs_needed, Some(RunsNeeded::NotApplicable));
+        let doubled = judge(&base, &Side::single(2.0, 20.0, 10_000).expect("valid"), 20.0);
+        assert_eq!(doubled.verdict, Verdict::Regression, "{doubled:?}");
+    }
+
+    #[test]
+    fn invalid_values_give_no_side() {
+        assert!(Side::from_runs(&[], &[]).is_none());
+        assert!(Side::from_runs(&[100.0, 0.0], &[0.01, 0.01]).is_none());
+        assert!(Side::single(f64::NAN, 10.0, 1).is_none());
+    }
+}
