@@ -207,11 +207,11 @@ async fn cycle(fx: &Fixture, case: &Case, iters: u64) -> Duration {
 
 fn bench_coordination_cycle(c: &mut Criterion) {
     let mut group = c.benchmark_group("coordination_cycle");
-    for index in 0..4 {
-        group.bench_function(CASE_IDS[index], |b| {
+    for (index, id) in CASE_IDS.iter().copied().enumerate() {
+        group.bench_function(id, |b| {
             let fx = fixture();
             let case = &fx.cases[index];
-            assert_eq!(case.id, CASE_IDS[index]);
+            assert_eq!(case.id, id);
             b.to_async(runtime())
                 .iter_custom(|iters| cycle(fx, case, iters));
         });

@@ -57,10 +57,13 @@ fn fixture() -> &'static Fixture {
             let queue = Queue::new(QUEUE).expect("valid queue name");
             queue.create(&db.pool).await.expect("creating the queue");
             // a fallback far beyond any iteration: a wake by poll would be a failure here
-            let listener =
-                QueueListener::connect(&db.pool, &[queue.clone()], Duration::from_secs(30))
-                    .await
-                    .expect("connecting the listener");
+            let listener = QueueListener::connect(
+                &db.pool,
+                std::slice::from_ref(&queue),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("connecting the listener");
             let producer = db.pool.acquire().await.expect("producer connection");
             let consumer = db.pool.acquire().await.expect("consumer connection");
             Fixture {

@@ -648,6 +648,14 @@ async fn explain_all(fx: &Fixture, capture: &NoticeCapture) {
         let summary = call.explain(&mut conn).await;
         let planning = summary.pointer("/0/Planning Time").and_then(Value::as_f64);
         let execution = summary.pointer("/0/Execution Time").and_then(Value::as_f64);
+        // the custom plan is what the first five calls on every connection run
+        let mut custom_seq_scans = Vec::new();
+        if let Some(root) = summary.pointer("/0/Plan") {
+            seq_scans(root, &big_tables, &mut custom_seq_scans);
+        }
+        for scan in &custom_seq_scans {
+            eprintln!("  WARNING: the custom plan (a fresh connection's first five calls) {scan}");
+        }
         let cache = plan_cache_timings(&mut conn, call).await;
         println!(
             "  EXPLAIN summary: planning {} ms, execution {} ms (custom plan, with instrumentation)",
@@ -669,6 +677,7 @@ async fn explain_all(fx: &Fixture, capture: &NoticeCapture) {
             "explain_summary": summary,
             "planning_ms": planning,
             "execution_ms": execution,
+            "custom_plan_seq_scans": custom_seq_scans,
             "per_call_us_by_plan_cache_mode": cache.iter().map(|(m, us)| (m.to_string(), json!(us))).collect::<serde_json::Map<_, _>>(),
         }));
     }
@@ -717,6 +726,33 @@ async fn plan_cache_timings(conn: &mut PgConnection, call: &Call) -> Vec<(&'stat
         .await
         .expect("reset plan_cache_mode");
     timings
+}
+
+/// Sequential scans over large tables anywhere in a plan, described.
+fn seq_scans(node: &Value, big_tables: &HashMap<String, f64>, out: &mut Vec<String>) {
+    let relation = node
+        .get("Relation Name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if node.get("Node Type").and_then(Value::as_str) == Some("Seq Scan") {
+        if let Some(rows) = big_tables.get(relation) {
+            let loops = node
+                .get("Actual Loops")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            out.push(format!(
+                "scans all of {relation} ({rows:.0} rows) x {loops} loops"
+            ));
+        }
+    }
+    for child in node
+        .get("Plans")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        seq_scans(child, big_tables, out);
+    }
 }
 
 /// Prints a plan as an indented tree (node, relation, index, rows x loops, time, buffers) and

@@ -20,7 +20,10 @@ CREATE TABLE tasker.queue_messages (
     message     jsonb NOT NULL
 );
 
-CREATE INDEX queue_messages_visible_idx ON tasker.queue_messages (queue_name, vt, msg_id);
+-- Readers take the oldest visible messages: walking this index in msg_id order and skipping
+-- the few invisible (in-flight) ones stays cheap however large a backlog grows, where an index
+-- led by vt would have to sort every visible message to find the oldest.
+CREATE INDEX queue_messages_fifo_idx ON tasker.queue_messages (queue_name, msg_id);
 
 CREATE TABLE tasker.queue_archive (
     msg_id      bigint PRIMARY KEY,
@@ -66,9 +69,13 @@ END
 $$;
 
 -- Claim up to p_limit visible messages and hide them for p_vt_seconds.
+-- PL/pgSQL rather than SQL: a SQL function's statements are planned on every call, PL/pgSQL
+-- keeps the plan for the session, and this runs for every message consumed.
 CREATE FUNCTION tasker.queue_read(p_queue_name text, p_vt_seconds double precision, p_limit integer)
 RETURNS TABLE (msg_id bigint, read_ct integer, enqueued_at timestamptz, vt timestamptz, message jsonb)
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY
     WITH claimed AS (
         SELECT q.msg_id
           FROM tasker.queue_messages q
@@ -82,13 +89,17 @@ LANGUAGE sql AS $$
            read_ct = m.read_ct + 1
       FROM claimed
      WHERE m.msg_id = claimed.msg_id
-    RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message
+    RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.vt, m.message;
+END
 $$;
 
 -- Move a message to the archive; false when it no longer exists.
 CREATE FUNCTION tasker.queue_archive_message(p_queue_name text, p_msg_id bigint)
 RETURNS boolean
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+DECLARE
+    was_archived boolean;
+BEGIN
     WITH moved AS (
         DELETE FROM tasker.queue_messages
          WHERE queue_name = p_queue_name AND msg_id = p_msg_id
@@ -98,5 +109,7 @@ LANGUAGE sql AS $$
         SELECT msg_id, queue_name, read_ct, enqueued_at, message FROM moved
         RETURNING 1
     )
-    SELECT count(*) > 0 FROM archived
+    SELECT count(*) > 0 INTO was_archived FROM archived;
+    RETURN was_archived;
+END
 $$;

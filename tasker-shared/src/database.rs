@@ -11,23 +11,43 @@ use crate::error::{DbContext, TaskerResult};
 /// `cargo sqlx migrate run --source tasker-shared/migrations`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Opens a connection pool for `url` with up to `max_connections` connections.
+/// Opens a connection pool for `url` with up to `max_connections` connections, tuned for the
+/// engine's short statements (see [`pool_options`] and [`connect_options`]).
 pub async fn connect(url: &str, max_connections: u32) -> TaskerResult<PgPool> {
-    let options: PgConnectOptions = url
-        .parse::<PgConnectOptions>()
-        .db_context(format!("parsing the database URL {}", redact_url(url)))?
-        // statement logging at INFO would put every hot-path query in the logs
-        .log_statements(tracing::log::LevelFilter::Trace)
-        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
+    pool_options(max_connections)
+        .connect_with(connect_options(url)?)
         .await
         .db_context(format!(
             "connecting to {} (is PostgreSQL running? `tasker db start` runs a local one)",
             redact_url(url)
         ))
+}
+
+/// Session settings for every connection the engine opens.
+///
+/// `plan_cache_mode = force_generic_plan`: the hot statements look rows up by key, where a
+/// generic plan is as good as a custom one, and PostgreSQL would otherwise plan each statement
+/// afresh for its first five executions on every connection (and every statement inside the
+/// PL/pgSQL functions too), which dominated a warm-up measured at several milliseconds per step.
+pub fn connect_options(url: &str) -> TaskerResult<PgConnectOptions> {
+    Ok(url
+        .parse::<PgConnectOptions>()
+        .db_context(format!("parsing the database URL {}", redact_url(url)))?
+        .options([("plan_cache_mode", "force_generic_plan")])
+        // statement logging at INFO would put every hot-path query in the logs
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))
+}
+
+/// Pool settings: no liveness ping before each acquire (sqlx's default costs a round trip
+/// per query; a dead connection surfaces as an error on the statement instead, which callers
+/// retry like any other database error), and one connection opened eagerly.
+pub fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(1.min(max_connections))
+        .test_before_acquire(false)
+        .acquire_timeout(Duration::from_secs(10))
 }
 
 /// Applies every pending migration.

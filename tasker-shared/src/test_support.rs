@@ -74,11 +74,9 @@ impl TestDatabase {
             let _ = admin.close().await;
         }
         let url = replace_database(&server.admin_url, &name);
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .connect(&url)
+        let pool = crate::database::connect(&url, 10)
             .await
-            .map_err(|e| format!("connecting to {}: {e}", redact_url(&url)))?;
+            .map_err(|e| display_chain(&e))?;
         if server.template.is_none() {
             crate::database::migrate(&pool)
                 .await

@@ -36,6 +36,9 @@ const STEPS_PER_ITERATION: usize = 64;
 const CONCURRENCY: [usize; 3] = [1, 4, 16];
 const HANDLERS: [&str; 2] = ["noop", "io_1ms"];
 
+/// (handler, concurrency)
+type CaseKey = (&'static str, usize);
+
 struct Case {
     template: TaskTemplate,
     named_task_uuid: Uuid,
@@ -45,7 +48,7 @@ struct Fixture {
     db: BenchDatabase,
     results_listener: tokio::sync::Mutex<QueueListener>,
     /// Cases started so far, by (handler, concurrency).
-    cases: tokio::sync::Mutex<Vec<((&'static str, usize), Arc<Case>)>>,
+    cases: tokio::sync::Mutex<Vec<(CaseKey, Arc<Case>)>>,
     workers: Mutex<Vec<WorkerHandle>>,
 }
 

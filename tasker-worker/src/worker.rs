@@ -129,6 +129,7 @@ impl WorkerLoop {
                 tokio::select! {
                     _ = self.stopped.changed() => break,
                     wake = self.listener.wait() => {
+                        tracing::trace!(?wake, "worker woke");
                         if let Err(error) = wake {
                             tracing::warn!(%error, "worker listener failed");
                         }
@@ -211,6 +212,7 @@ impl StepJob {
                 return;
             }
         };
+        tracing::trace!(%step, "step claimed");
         let heartbeat = self.spawn_heartbeat(message.msg_id);
         let outcome = execute(&self.registry, &claimed, self.config.handler_timeout).await;
         heartbeat.abort();
@@ -218,7 +220,7 @@ impl StepJob {
             tracing::debug!(%step, %error, "step failed");
         }
         match submit(&self.pool, &claimed, &outcome, worker_id).await {
-            Ok(true) => {}
+            Ok(true) => tracing::trace!(%step, "step result submitted"),
             Ok(false) => {
                 tracing::warn!(%step, "step was taken over by another worker; result dropped")
             }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tasker_client::{CreateTaskRequest, TaskDetails, TaskerClient};
 use tasker_orchestration::api::{serve, ApiState};
@@ -201,9 +200,7 @@ impl Harness {
 }
 
 async fn pool(db: &TestDatabase, connections: u32) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(connections)
-        .connect(&db.url)
+    tasker_shared::database::connect(&db.url, connections)
         .await
         .expect("connecting to the test database")
 }

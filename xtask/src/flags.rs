@@ -38,6 +38,15 @@ pub enum Command {
     CheckEnv(CheckEnvArgs),
     /// The benchmark inventory: every bench target, whether it is implemented and in the plan.
     Audit(AuditArgs),
+    /// Phase 3 of the plan: the baseline's measurement again into profiles/post-refactor/,
+    /// then the verdict against profiles/pre-refactor/ (exit 0 pass, 1 regression, 2 unusable).
+    ProfilePost(ProfilePostArgs),
+    /// Judge two saved runs without measuring (exit 0 pass, 1 regression, 2 unusable);
+    /// with the global --plan FILE, that plan's thresholds replace the recorded ones.
+    Compare(CompareArgs),
+    /// What CI runs: `profile-post` with --force --allow-interference on one machine class,
+    /// plus the step summary and annotations (or, with --save-baseline, the baseline).
+    ProfileGate(ProfileGateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -78,12 +87,11 @@ impl ProfilerChoice {
     }
 }
 
-#[derive(Debug, Args)]
-pub struct ProfileBaselineArgs {
-    /// Output directory [default: <workspace>/profiles/pre-refactor].
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Replace an existing baseline in the output directory.
+/// The measurement flags shared by `profile-baseline` and `profile-post` (and
+/// `profile-gate`): the post run is the same measurement as the baseline.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Replace an existing run in the output directory.
     #[arg(long)]
     pub force: bool,
     /// Skip `cargo clean` before the build.
@@ -110,6 +118,21 @@ pub struct ProfileBaselineArgs {
     /// Cargo target directory for the build [default: the workspace's].
     #[arg(long, value_name = "DIR")]
     pub target_dir: Option<PathBuf>,
+    /// Keep the temporary directory of a failed run for inspection.
+    #[arg(long)]
+    pub keep_failed: bool,
+    /// Sampling frequency of the profiler, in Hz.
+    #[arg(long, default_value_t = 999)]
+    pub frequency: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileBaselineArgs {
+    /// Output directory [default: <workspace>/profiles/pre-refactor].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Where to write the baseline document
     /// [default: <workspace>/docs/observability/lifecycle-performance-baseline.md].
     #[arg(long, value_name = "FILE")]
@@ -117,12 +140,66 @@ pub struct ProfileBaselineArgs {
     /// Do not write the baseline document.
     #[arg(long, conflicts_with = "baseline_doc")]
     pub no_baseline_doc: bool,
-    /// Keep the temporary directory of a failed run for inspection.
+}
+
+/// How the two runs are judged; shared by `profile-post`, `compare` and `profile-gate`.
+#[derive(Debug, Args, Clone)]
+pub struct JudgeArgs {
+    /// Judge timings even when the runs were measured on different hosts (reported at the
+    /// top of the verdict either way).
     #[arg(long)]
-    pub keep_failed: bool,
-    /// Sampling frequency of the profiler, in Hz.
-    #[arg(long, default_value_t = 999)]
-    pub frequency: u32,
+    pub allow_different_host: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfilePostArgs {
+    /// Output directory of the post run and its verdict
+    /// [default: <workspace>/profiles/post-refactor].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The baseline to judge against [default: <workspace>/profiles/pre-refactor].
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// A saved baseline run (e.g. profiles/pre-refactor).
+    #[arg(value_name = "BASELINE_DIR")]
+    pub baseline: PathBuf,
+    /// A saved post run (e.g. profiles/post-refactor).
+    #[arg(value_name = "POST_DIR")]
+    pub post: PathBuf,
+    /// Where to write comparison.md, comparison.json and index.html [default: POST_DIR].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileGateArgs {
+    /// Record the baseline instead (what CI does on the main branch): `profile-baseline`
+    /// into the baseline directory, replacing it, without the baseline document.
+    #[arg(long)]
+    pub save_baseline: bool,
+    /// The baseline directory [default: <workspace>/profiles/pre-refactor].
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
+    /// Output directory of the post run [default: <workspace>/profiles/post-refactor].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Append comparison.md to this file [default: $GITHUB_STEP_SUMMARY when set].
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
 }
 
 #[derive(Debug, Args)]

@@ -140,13 +140,21 @@ mod tests {
         // Equal variances and sizes: df = 2 (n − 1).
         assert!(close(welch_df(&[(1.0, 2.0), (1.0, 2.0)]), 4.0, 1e-9));
         // One side known exactly: only the other side's df counts.
-        assert!(close(welch_df(&[(1.0, 2.0), (1.0, f64::INFINITY)]), 8.0, 1e-9));
+        assert!(close(
+            welch_df(&[(1.0, 2.0), (1.0, f64::INFINITY)]),
+            8.0,
+            1e-9
+        ));
         assert!(welch_df(&[(1.0, f64::INFINITY)]).is_infinite());
     }
 
     #[test]
     fn sample_variance() {
         assert_eq!(variance(&[1.0]), None);
-        assert!(close(variance(&[1.0, 2.0, 3.0]).expect("3 values"), 1.0, 1e-12));
+        assert!(close(
+            variance(&[1.0, 2.0, 3.0]).expect("3 values"),
+            1.0,
+            1e-12
+        ));
     }
 }

@@ -153,6 +153,7 @@ impl LoopState {
                 _ = self.stopped.changed() => break,
                 notification = self.listener.recv() => match notification {
                     Ok(n) => {
+                        tracing::trace!(channel = n.channel(), "orchestrator woke");
                         self.note(n.channel(), n.payload());
                         self.drain_buffered_notifications();
                     }
@@ -234,6 +235,7 @@ impl LoopState {
                 .buffer_unordered(self.config.result_concurrency.max(1))
                 .collect()
                 .await;
+            tracing::trace!(count = outcomes.len(), "step results processed");
             for (message, outcome) in outcomes {
                 self.after_result(&message, outcome);
             }

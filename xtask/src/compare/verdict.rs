@@ -5,8 +5,11 @@
 //! In log space (timings are ratios): each side's centre is the median of its runs; a run's
 //! noise is the larger of the spread between runs (sample variance of ln t) and criterion's
 //! own uncertainty (its confidence interval turned into a standard error), because three
-//! runs can agree by chance. The change `d = ln(post / base)` has the 95 % half-width
-//! `h = t(0.975, df) · sqrt(var_base / n_base + var_post / n_post)` with Welch's degrees of
+//! runs can agree by chance. A busy machine also shifts a whole session, which runs within
+//! it cannot show; when a run was measured under a failed interference check each side
+//! gets a session term `s² = (ln(1 + noise_limit) / 1.96)²` that more runs do not shrink.
+//! The change `d = ln(post / base)` has the 95 % half-width
+//! `h = t(0.975, df) · sqrt(var_b / n_b + s_b² + var_p / n_p + s_p²)` with Welch's degrees of
 //! freedom, so few runs give wide intervals. With `L = ln(1 + limit)`:
 //!
 //! - `regression` when `d − h > L`: slower than allowed even at the low end;
@@ -67,6 +70,9 @@ pub struct Side {
     /// Degrees of freedom of `run_variance`; infinite when it is not a sample variance.
     #[serde(with = "infinite_as_null")]
     pub df: f64,
+    /// Variance of ln(value) between sessions that more runs do not reduce (a busy machine).
+    #[serde(default)]
+    pub session_variance: f64,
     pub runs: u32,
     pub noise_source: NoiseSource,
     /// Whether more `--runs` would add data (false for a test target's single profile).
@@ -99,10 +105,19 @@ impl Side {
             center: crate::criterion::median(values)?,
             run_variance,
             df,
+            session_variance: 0.0,
             runs: values.len() as u32,
             noise_source,
             repeatable: true,
         })
+    }
+
+    /// Adds a session-to-session noise of `pct` percent (a 95 % band) that does not shrink
+    /// with more runs.
+    pub fn with_session_noise(mut self, pct: f64) -> Side {
+        let band = (1.0 + pct.max(0.0) / 100.0).ln() / 1.96;
+        self.session_variance = band * band;
+        self
     }
 
     /// A single measurement whose run-to-run noise is unknown: `assumed_pct` is taken as its
@@ -121,6 +136,7 @@ impl Side {
             center: value,
             run_variance: band * band + counting,
             df: f64::INFINITY,
+            session_variance: 0.0,
             runs: 1,
             noise_source: NoiseSource::Assumed,
             repeatable: false,
@@ -132,12 +148,15 @@ impl Side {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RunsNeeded {
-    /// Re-running the post run alone with `--runs N` is enough.
-    Post { runs: u32 },
-    /// The baseline's own noise is too large: both need `--runs N`.
-    Both { runs: u32 },
+    /// Re-running the post run alone with `--runs N` (`more` than it had) is enough.
+    Post { runs: u32, more: u32 },
+    /// The baseline's own noise is too large: both need `--runs N` (`more` than the
+    /// larger of the two had).
+    Both { runs: u32, more: u32 },
     /// Not within `MAX_RUNS` per side: the noise has to come down instead.
     Unreachable { max: u32 },
+    /// The machine was busy: the session noise alone is wider than what would settle it.
+    QuietMachine,
     /// The value comes from a single profiled run; `--runs` does not repeat it.
     NotApplicable,
 }
@@ -145,15 +164,16 @@ pub enum RunsNeeded {
 impl RunsNeeded {
     pub fn describe(&self) -> String {
         match self {
-            RunsNeeded::Post { runs } => {
-                format!("about {runs} post runs would settle it (--runs {runs})")
-            }
-            RunsNeeded::Both { runs } => format!(
-                "about {runs} runs each would settle it (re-record the baseline and the post run with --runs {runs})"
+            RunsNeeded::Post { runs, more } => format!(
+                "{more} more post runs would settle it (run profile-post again with --runs {runs})"
+            ),
+            RunsNeeded::Both { runs, more } => format!(
+                "{more} more runs on both sides would settle it (re-record the baseline and the post run with --runs {runs})"
             ),
             RunsNeeded::Unreachable { max } => format!(
                 "more than {max} runs per side would be needed: reduce the noise first (cargo xtask check-env)"
             ),
+            RunsNeeded::QuietMachine => "no number of runs settles it while the machine is busy (the interference check failed): measure both runs on a quiet machine".to_owned(),
             RunsNeeded::NotApplicable => {
                 "a test target is profiled once per run, so more --runs do not help; a quieter machine or a longer test does".to_owned()
             }
@@ -183,6 +203,7 @@ fn pct(log_ratio: f64) -> f64 {
 fn half_width(base: &Side, post: &Side, base_runs: u32, post_runs: u32) -> f64 {
     let vb = base.run_variance / f64::from(base_runs.max(1));
     let vp = post.run_variance / f64::from(post_runs.max(1));
+    let session = base.session_variance + post.session_variance;
     let df_of = |side: &Side, runs: u32| {
         if side.df.is_finite() {
             f64::from(runs.saturating_sub(1).max(1))
@@ -190,8 +211,12 @@ fn half_width(base: &Side, post: &Side, base_runs: u32, post_runs: u32) -> f64 {
             f64::INFINITY
         }
     };
-    let df = stats::welch_df(&[(vb, df_of(base, base_runs)), (vp, df_of(post, post_runs))]);
-    stats::t_quantile(CONFIDENCE_QUANTILE, df) * (vb + vp).sqrt()
+    let df = stats::welch_df(&[
+        (vb, df_of(base, base_runs)),
+        (vp, df_of(post, post_runs)),
+        (session, f64::INFINITY),
+    ]);
+    stats::t_quantile(CONFIDENCE_QUANTILE, df) * (vb + vp + session).sqrt()
 }
 
 /// Judges `post` against `base` with an allowed slowdown of `limit_pct` percent.
@@ -253,14 +278,26 @@ pub fn runs_needed(base: &Side, post: &Side, target_half_width: f64) -> RunsNeed
     if target_half_width <= 1e-9 {
         return RunsNeeded::Unreachable { max: MAX_RUNS };
     }
+    let session = base.session_variance + post.session_variance;
+    if session > 0.0
+        && stats::normal_quantile(CONFIDENCE_QUANTILE) * session.sqrt() >= target_half_width
+    {
+        return RunsNeeded::QuietMachine;
+    }
     for n in post.runs + 1..=MAX_RUNS {
         if half_width(base, post, base.runs, n) < target_half_width {
-            return RunsNeeded::Post { runs: n };
+            return RunsNeeded::Post {
+                runs: n,
+                more: n - post.runs,
+            };
         }
     }
     for n in base.runs.max(post.runs) + 1..=MAX_RUNS {
         if half_width(base, post, n, n) < target_half_width {
-            return RunsNeeded::Both { runs: n };
+            return RunsNeeded::Both {
+                runs: n,
+                more: n - base.runs.max(post.runs),
+            };
         }
     }
     RunsNeeded::Unreachable { max: MAX_RUNS }
@@ -294,7 +331,11 @@ mod tests {
 
     #[test]
     fn a_clear_slowdown_is_a_regression() {
-        let j = judge(&side(&[100.0, 101.0, 99.0]), &side(&[150.0, 151.0, 149.0]), 20.0);
+        let j = judge(
+            &side(&[100.0, 101.0, 99.0]),
+            &side(&[150.0, 151.0, 149.0]),
+            20.0,
+        );
         assert_eq!(j.verdict, Verdict::Regression, "{j:?}");
         assert!((j.change_pct - 50.0).abs() < 0.01, "{j:?}");
         assert!(j.low_pct > 20.0 && j.low_pct < j.change_pct && j.high_pct > j.change_pct);
@@ -303,30 +344,71 @@ mod tests {
 
     #[test]
     fn a_small_change_inside_the_limit_passes() {
-        let j = judge(&side(&[100.0, 101.0, 99.0]), &side(&[102.0, 101.0, 103.0]), 10.0);
+        let j = judge(
+            &side(&[100.0, 101.0, 99.0]),
+            &side(&[102.0, 101.0, 103.0]),
+            10.0,
+        );
         assert_eq!(j.verdict, Verdict::Pass, "{j:?}");
         assert!(j.high_pct <= 10.0);
     }
 
     #[test]
     fn a_clear_speedup_is_an_improvement() {
-        let j = judge(&side(&[100.0, 101.0, 99.0]), &side(&[70.0, 71.0, 69.0]), 10.0);
+        let j = judge(
+            &side(&[100.0, 101.0, 99.0]),
+            &side(&[70.0, 71.0, 69.0]),
+            10.0,
+        );
         assert_eq!(j.verdict, Verdict::Improvement, "{j:?}");
         assert!(j.change_pct < -25.0);
     }
 
     #[test]
     fn noise_wider_than_the_limit_is_inconclusive_with_runs_needed() {
-        // Runs disagree by ±30 %: an unchanged rerun on a busy machine.
-        let base = side(&[100.0, 140.0, 80.0]);
-        let post = side(&[105.0, 150.0, 85.0]);
-        let j = judge(&base, &post, 10.0);
+        // Runs disagree by ±15 %: an unchanged rerun on a busy machine.
+        let base = side(&[100.0, 120.0, 90.0]);
+        let post = side(&[100.0, 118.0, 92.0]);
+        let j = judge(&base, &post, 20.0);
         assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
-        assert!(j.noise_pct > 10.0, "{j:?}");
-        assert!(j.reason.contains("wider than the 10% limit"), "{}", j.reason);
+        assert!(j.noise_pct > 20.0, "{j:?}");
+        assert!(
+            j.reason.contains("wider than the 20% limit"),
+            "{}",
+            j.reason
+        );
+        // The baseline's own noise is too wide for post runs alone to settle it.
         match j.runs_needed {
-            Some(RunsNeeded::Post { runs } | RunsNeeded::Both { runs }) => assert!(runs > 3),
-            other => panic!("expected a number of runs, got {other:?}"),
+            Some(RunsNeeded::Both { runs, .. }) => {
+                assert!((4..=MAX_RUNS).contains(&runs), "{runs}")
+            }
+            other => panic!("expected runs for both sides, got {other:?}"),
+        }
+        // Twice that noise, judged against half the limit, cannot be settled within the cap.
+        let wild = judge(
+            &side(&[100.0, 140.0, 80.0]),
+            &side(&[105.0, 150.0, 85.0]),
+            10.0,
+        );
+        assert_eq!(
+            wild.runs_needed,
+            Some(RunsNeeded::Unreachable { max: MAX_RUNS }),
+            "{wild:?}"
+        );
+    }
+
+    #[test]
+    fn a_noisy_post_run_alone_needs_more_post_runs() {
+        let base = side(&[100.0, 100.5, 99.5]);
+        let post = side(&[100.0, 115.0, 90.0]);
+        let j = judge(&base, &post, 20.0);
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        match j.runs_needed {
+            Some(RunsNeeded::Post { runs, more }) => {
+                assert!(runs > 3, "{runs}");
+                assert_eq!(more, runs - 3);
+            }
+            other => panic!("expected more post runs, got {other:?}"),
         }
     }
 
@@ -343,7 +425,11 @@ mod tests {
     #[test]
     fn a_large_slowdown_is_a_regression_even_through_wide_noise() {
         // The noise (±~40 %) is wider than the limit, but a tripling clears it anyway.
-        let j = judge(&side(&[100.0, 130.0, 90.0]), &side(&[300.0, 390.0, 270.0]), 20.0);
+        let j = judge(
+            &side(&[100.0, 130.0, 90.0]),
+            &side(&[300.0, 390.0, 270.0]),
+            20.0,
+        );
         assert!(j.noise_pct > 20.0, "{j:?}");
         assert_eq!(j.verdict, Verdict::Regression, "{j:?}");
     }
@@ -357,11 +443,11 @@ mod tests {
         let d = post.center.ln() - base.center.ln();
         let target = (d - 1.1_f64.ln()).abs();
         match j.runs_needed {
-            Some(RunsNeeded::Post { runs }) => {
+            Some(RunsNeeded::Post { runs, .. }) => {
                 assert!(half_width(&base, &post, base.runs, runs) < target);
                 assert!(half_width(&base, &post, base.runs, runs - 1) >= target);
             }
-            Some(RunsNeeded::Both { runs }) => {
+            Some(RunsNeeded::Both { runs, .. }) => {
                 assert!(half_width(&base, &post, runs, runs) < target);
                 assert!(half_width(&base, &post, runs - 1, runs - 1) >= target);
             }
@@ -376,17 +462,61 @@ mod tests {
         assert_eq!(base.noise_source, NoiseSource::Criterion);
         assert!((base.run_variance - 0.0025).abs() < 1e-12);
         let single = Side::from_runs(&[100.0], &[0.01]).expect("valid");
-        let j = judge(&single, &Side::from_runs(&[130.0], &[0.01]).expect("valid"), 20.0);
-        assert_eq!(j.verdict, Verdict::Regression, "one precise run each: {j:?}");
+        let j = judge(
+            &single,
+            &Side::from_runs(&[130.0], &[0.01]).expect("valid"),
+            20.0,
+        );
+        assert_eq!(
+            j.verdict,
+            Verdict::Regression,
+            "one precise run each: {j:?}"
+        );
     }
 
     #[test]
     fn a_single_profiled_run_uses_the_assumed_noise() {
         let base = Side::single(1.0, 20.0, 10_000).expect("valid");
-        let small = judge(&base, &Side::single(1.1, 20.0, 10_000).expect("valid"), 20.0);
+        let small = judge(
+            &base,
+            &Side::single(1.1, 20.0, 10_000).expect("valid"),
+            20.0,
+        );
         assert_eq!(small.verdict, Verdict::Inconclusive, "{small:?}");
         assert_eq!(small.runs_needed, Some(RunsNeeded::NotApplicable));
-        let doubled = judge(&base, &Side::single(2.0, 20.0, 10_000).expect("valid"), 20.0);
+        let doubled = judge(
+            &base,
+            &Side::single(2.0, 20.0, 10_000).expect("valid"),
+            20.0,
+        );
+        assert_eq!(doubled.verdict, Verdict::Regression, "{doubled:?}");
+    }
+
+    #[test]
+    fn a_busy_machine_widens_the_noise_without_hiding_a_large_slowdown() {
+        // Tight runs within each session, measured under interference: a 25 % shift
+        // between sessions is what a busy machine does to unchanged code.
+        let busy = |v: &[f64]| side(v).with_session_noise(20.0);
+        let shifted = judge(
+            &busy(&[100.0, 101.0, 99.0]),
+            &busy(&[125.0, 126.0, 124.0]),
+            20.0,
+        );
+        assert_eq!(shifted.verdict, Verdict::Inconclusive, "{shifted:?}");
+        assert_eq!(shifted.runs_needed, Some(RunsNeeded::QuietMachine));
+        // The same shift on a quiet machine is a regression.
+        let quiet = judge(
+            &side(&[100.0, 101.0, 99.0]),
+            &side(&[125.0, 126.0, 124.0]),
+            20.0,
+        );
+        assert_eq!(quiet.verdict, Verdict::Regression, "{quiet:?}");
+        // A doubled hot function is caught even on the busy machine.
+        let doubled = judge(
+            &busy(&[100.0, 101.0, 99.0]),
+            &busy(&[184.0, 186.0, 183.0]),
+            20.0,
+        );
         assert_eq!(doubled.verdict, Verdict::Regression, "{doubled:?}");
     }
 

@@ -8,7 +8,7 @@ pub mod manifest;
 mod outdir;
 mod profiler;
 mod progress;
-mod report;
+pub mod report;
 pub mod schedstat;
 mod timing;
 

@@ -166,7 +166,10 @@ mod tests {
     fn measures_a_busy_child() {
         // A shell loop that burns CPU for a moment: its CPU time must be seen.
         let mut command = Command::new("sh");
-        command.args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo done"]);
+        command.args([
+            "-c",
+            "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo done",
+        ]);
         let (output, usage) = run(command).expect("runs");
         assert!(output.status.success());
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "done");

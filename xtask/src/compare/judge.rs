@@ -1,0 +1,731 @@
+//! The judgement of a post run against a baseline: comparability first, then one timing
+//! verdict per benchmark present in both, the regression signals, and the profiles side by
+//! side. Produces the `Comparison` the reports are rendered from; writes nothing.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+use super::comparability::{self, HostPolicy};
+use super::model::{
+    Comparison, LimitKind, Metric, Outcome, ProfileComparison, ProfileFiles, RunSummary,
+    ShareChange, Status, TimingRow, Unmatched, SCHEMA_VERSION,
+};
+use super::profiles::{self, Counts, Signal, SignalKind};
+use super::run_dir::RunDir;
+use super::verdict::{self, Side, Verdict};
+use crate::criterion::{self, Estimates};
+use crate::pipeline::manifest::{BenchmarkTimings, TargetRecord, TargetStatus};
+use crate::plan::{Kind, Plan, Thresholds};
+use crate::stats;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub host_policy: HostPolicy,
+    /// Judge with this plan's thresholds instead of those recorded in the post run.
+    pub plan: Option<Plan>,
+    pub command_line: Vec<String>,
+}
+
+/// The inputs of one target's differential flamegraphs.
+pub struct GraphJob {
+    pub target: String,
+    pub before_folded: String,
+    pub after_folded: String,
+    pub before_svg: Option<PathBuf>,
+    pub after_svg: Option<PathBuf>,
+    pub title: String,
+}
+
+pub struct Judged {
+    pub comparison: Comparison,
+    pub graphs: Vec<GraphJob>,
+}
+
+fn summary(run: &RunDir) -> RunSummary {
+    let m = &run.manifest;
+    RunSummary {
+        dir: run.dir.display().to_string(),
+        label: m.label.clone(),
+        revision: m.git.revision.clone(),
+        dirty: m.git.dirty,
+        branch: m.git.branch.clone(),
+        started_at: m.started_at.clone(),
+        hostname: m.host.hostname.clone(),
+        cpu_model: m.host.cpu_model.clone(),
+        quick: m.options.quick,
+        runs: m.options.runs,
+        profiler: m.options.profiler,
+    }
+}
+
+/// criterion's confidence interval of the typical estimate as a relative standard error.
+fn relative_se(e: &Estimates) -> f64 {
+    let typical = e.typical();
+    let ci = &typical.confidence_interval;
+    let z = stats::normal_quantile(0.5 + ci.confidence_level.clamp(0.5, 0.999) / 2.0);
+    if typical.point_estimate > 0.0 && z > 0.0 {
+        (ci.upper_bound - ci.lower_bound).abs() / (2.0 * z) / typical.point_estimate
+    } else {
+        0.0
+    }
+}
+
+fn limit_of(t: &Thresholds) -> (f64, LimitKind) {
+    match t.max_change_pct {
+        Some(p) => (p, LimitKind::MaxChange),
+        None => (t.noise_pct, LimitKind::NoiseBand),
+    }
+}
+
+/// What applies to every row of a comparison.
+struct RowContext<'a> {
+    /// Why timings cannot be judged (different hosts), if so.
+    blocked: Option<&'a str>,
+    /// Whether either run was measured under a failed interference check.
+    busy: bool,
+}
+
+struct Lists {
+    rows: Vec<TimingRow>,
+    only_in_baseline: Vec<Unmatched>,
+    only_in_post: Vec<Unmatched>,
+    not_compared: Vec<Unmatched>,
+}
+
+fn unmatched(target: &str, benchmark: Option<&str>, reason: impl Into<String>) -> Unmatched {
+    Unmatched {
+        target: target.to_owned(),
+        benchmark: benchmark.map(str::to_owned),
+        reason: reason.into(),
+    }
+}
+
+/// One benchmark in both runs: contention-corrected when every run on both sides has its
+/// CPU usage recorded (otherwise both sides raw, so they stay comparable).
+fn bench_row(
+    record: &TargetRecord,
+    t: &Thresholds,
+    base: &BenchmarkTimings,
+    post: &BenchmarkTimings,
+    context: &RowContext<'_>,
+) -> Option<TimingRow> {
+    let corrected = base
+        .runs
+        .iter()
+        .chain(&post.runs)
+        .all(|r| r.usage.is_some());
+    let values = |b: &BenchmarkTimings| -> Vec<f64> {
+        b.runs
+            .iter()
+            .map(|r| {
+                let factor = match (&r.usage, corrected) {
+                    (Some(u), true) => u.contention_factor(),
+                    _ => 1.0,
+                };
+                r.typical_ns * factor
+            })
+            .collect()
+    };
+    let availability = |b: &BenchmarkTimings| {
+        let factors: Vec<f64> = b
+            .runs
+            .iter()
+            .filter_map(|r| r.usage.as_ref().map(|u| u.contention_factor()))
+            .collect();
+        criterion::median(&factors)
+    };
+    let raw = |b: &BenchmarkTimings| {
+        criterion::median(&b.runs.iter().map(|r| r.typical_ns).collect::<Vec<_>>())
+    };
+    let se = |b: &BenchmarkTimings| -> Vec<f64> {
+        b.runs.iter().map(|r| relative_se(&r.estimates)).collect()
+    };
+    let mut base_side = Side::from_runs(&values(base), &se(base))?;
+    let mut post_side = Side::from_runs(&values(post), &se(post))?;
+    if context.busy {
+        // Sessions on a busy machine differ by more than their own runs show.
+        base_side = base_side.with_session_noise(t.noise_pct);
+        post_side = post_side.with_session_noise(t.noise_pct);
+    }
+    let (limit, limit_kind) = limit_of(t);
+    let mut judgement = verdict::judge(&base_side, &post_side, limit);
+    block(&mut judgement, context.blocked);
+    Some(TimingRow {
+        target: record.name.clone(),
+        benchmark: post.id.clone(),
+        category: record.category,
+        metric: Metric::CriterionTime,
+        baseline: base_side.center,
+        post: post_side.center,
+        baseline_raw: raw(base)?,
+        post_raw: raw(post)?,
+        contention_corrected: corrected,
+        baseline_cpu_availability: availability(base),
+        post_cpu_availability: availability(post),
+        limit_kind,
+        baseline_side: base_side,
+        post_side,
+        judgement,
+    })
+}
+
+/// A different host (when not allowed) leaves the numbers for information only.
+fn block(judgement: &mut verdict::Judgement, blocked: Option<&str>) {
+    if let Some(reason) = blocked {
+        judgement.verdict = Verdict::Inconclusive;
+        judgement.reason = reason.to_owned();
+        judgement.runs_needed = None;
+    }
+}
+
+/// A test target has no criterion timing; its profiled run's CPU time stands in, with the
+/// category's noise limit as its assumed noise (one run per side, nothing to measure it by).
+fn test_row(
+    base_run: &RunDir,
+    post_run: &RunDir,
+    b: &TargetRecord,
+    p: &TargetRecord,
+    t: &Thresholds,
+    blocked: Option<&str>,
+) -> Option<TimingRow> {
+    let cpu = |run: &RunDir, r: &TargetRecord| {
+        let samples = r.profile.as_ref()?.samples?;
+        let hz = f64::from(run.manifest.options.sample_frequency_hz.max(1));
+        Some((samples as f64 / hz, samples))
+    };
+    let (bv, bn) = cpu(base_run, b)?;
+    let (pv, pn) = cpu(post_run, p)?;
+    let base_side = Side::single(bv, t.noise_pct, bn)?;
+    let post_side = Side::single(pv, t.noise_pct, pn)?;
+    let (limit, limit_kind) = limit_of(t);
+    let mut judgement = verdict::judge(&base_side, &post_side, limit);
+    block(&mut judgement, blocked);
+    Some(TimingRow {
+        target: p.name.clone(),
+        benchmark: "CPU time of the test run".to_owned(),
+        category: p.category,
+        metric: Metric::TestCpuTime,
+        baseline: bv,
+        post: pv,
+        baseline_raw: bv,
+        post_raw: pv,
+        contention_corrected: false,
+        baseline_cpu_availability: None,
+        post_cpu_availability: None,
+        limit_kind,
+        baseline_side: base_side,
+        post_side,
+        judgement,
+    })
+}
+
+/// Lifecycle modules and kinds of work from both runs' analyses, where either is non-zero.
+fn shares(base: &RunDir, post: &RunDir, target: &str) -> Vec<ShareChange> {
+    fn find<'a>(run: &'a RunDir, target: &str) -> Option<&'a crate::analysis::Analysis> {
+        run.analysis
+            .targets
+            .iter()
+            .find(|t| t.name == target)
+            .map(|t| &t.analysis)
+    }
+    let (Some(b), Some(p)) = (find(base, target), find(post, target)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (group, before, after) in [
+        (
+            "lifecycle module",
+            &b.lifecycle_modules,
+            &p.lifecycle_modules,
+        ),
+        ("kind of work", &b.categories, &p.categories),
+    ] {
+        for a in after {
+            let before_pct = before
+                .iter()
+                .find(|s| s.name == a.name)
+                .map_or(0.0, |s| s.pct);
+            if before_pct > 0.0 || a.pct > 0.0 {
+                out.push(ShareChange {
+                    group: group.to_owned(),
+                    name: a.name.replace('_', " "),
+                    before_pct,
+                    after_pct: a.pct,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn status_reason(role: &str, r: &TargetRecord) -> Option<String> {
+    match r.status {
+        TargetStatus::Failed => Some(format!(
+            "failed in the {role}: {}",
+            r.error.as_deref().unwrap_or("no error recorded")
+        )),
+        TargetStatus::Skipped => Some(format!(
+            "skipped in the {role}: {}",
+            r.notes.first().map_or("no reason recorded", String::as_str)
+        )),
+        TargetStatus::Ok | TargetStatus::Noisy => None,
+    }
+}
+
+fn thresholds_for<'a>(opts: &'a Options, p: &'a TargetRecord) -> &'a Thresholds {
+    opts.plan
+        .as_ref()
+        .and_then(|plan| plan.targets.iter().find(|t| t.name == p.name))
+        .map_or(&p.thresholds, |t| &t.thresholds)
+}
+
+/// `--plan` given to re-threshold must describe the same targets the runs measured.
+fn check_plan(plan: &Plan, post: &RunDir) -> Result<()> {
+    for t in &plan.targets {
+        if let Some(r) = post.target(&t.name) {
+            if r.package != t.package
+                || r.kind != t.kind
+                || r.binary != t.binary
+                || r.filter != t.filter
+                || r.category != t.category
+            {
+                bail!(
+                    "{}: target `{}` is defined differently from the one the post run measured ({}); pass the plan the runs used, or none to use the recorded thresholds",
+                    plan.path.display(),
+                    t.name,
+                    r.cargo_command
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn judge(base: &RunDir, post: &RunDir, opts: &Options) -> Result<Judged> {
+    let comparability = comparability::check(&base.manifest, &post.manifest, opts.host_policy)?;
+    if let Some(plan) = &opts.plan {
+        check_plan(plan, post)?;
+    }
+    let blocked = comparability.timings_blocked.as_deref();
+    let context = RowContext {
+        blocked,
+        busy: [&base.manifest, &post.manifest]
+            .iter()
+            .any(|m| m.interference.worst == crate::interference::Status::Fail),
+    };
+    let mut lists = Lists {
+        rows: Vec::new(),
+        only_in_baseline: Vec::new(),
+        only_in_post: Vec::new(),
+        not_compared: Vec::new(),
+    };
+    let mut signals: Vec<Signal> = Vec::new();
+    let mut profiles_out = Vec::new();
+    let mut graphs = Vec::new();
+
+    for p in &post.manifest.targets {
+        let Some(b) = base.target(&p.name) else {
+            lists
+                .only_in_post
+                .push(unmatched(&p.name, None, "target not in the baseline"));
+            continue;
+        };
+        if let Some(reason) = status_reason("baseline", b).or_else(|| status_reason("post run", p))
+        {
+            lists.not_compared.push(unmatched(&p.name, None, reason));
+            continue;
+        }
+        let t = thresholds_for(opts, p);
+        match p.kind {
+            Kind::Bench => {
+                let tb = base.timings.targets.iter().find(|x| x.name == p.name);
+                let tp = post.timings.targets.iter().find(|x| x.name == p.name);
+                let (Some(tb), Some(tp)) = (tb, tp) else {
+                    lists.not_compared.push(unmatched(
+                        &p.name,
+                        None,
+                        format!(
+                            "no timings in the {}",
+                            if tb.is_none() { "baseline" } else { "post run" }
+                        ),
+                    ));
+                    continue;
+                };
+                for bb in &tb.benchmarks {
+                    match tp.benchmarks.iter().find(|x| x.id == bb.id) {
+                        Some(pb) => match bench_row(p, t, bb, pb, &context) {
+                            Some(row) => lists.rows.push(row),
+                            None => lists.not_compared.push(unmatched(
+                                &p.name,
+                                Some(&bb.id),
+                                "no usable estimates (zero or missing)",
+                            )),
+                        },
+                        None => lists.only_in_baseline.push(unmatched(
+                            &p.name,
+                            Some(&bb.id),
+                            "benchmark not measured in the post run (removed or renamed?)",
+                        )),
+                    }
+                }
+                for pb in &tp.benchmarks {
+                    if !tb.benchmarks.iter().any(|x| x.id == pb.id) {
+                        lists.only_in_post.push(unmatched(
+                            &p.name,
+                            Some(&pb.id),
+                            "new benchmark, not in the baseline",
+                        ));
+                    }
+                }
+            }
+            Kind::Test => match test_row(base, post, b, p, t, blocked) {
+                Some(row) => lists.rows.push(row),
+                None => lists.not_compared.push(unmatched(
+                    &p.name,
+                    None,
+                    "no profile sample counts to compare (profiler samply or none)",
+                )),
+            },
+        }
+
+        let (fb, fp) = (base.folded(b)?, post.folded(p)?);
+        match (fb, fp) {
+            (Some(fb), Some(fp)) => {
+                let (cb, cp) = (Counts::parse(&fb)?, Counts::parse(&fp)?);
+                signals.extend(profiles::signals(&p.name, &cb, &cp, t));
+                profiles_out.push(ProfileComparison {
+                    target: p.name.clone(),
+                    baseline_samples: cb.samples,
+                    post_samples: cp.samples,
+                    movers: profiles::movers(&cb, &cp, profiles::MOVERS),
+                    shares: shares(base, post, &p.name),
+                    files: ProfileFiles::default(),
+                    notes: Vec::new(),
+                });
+                graphs.push(GraphJob {
+                    target: p.name.clone(),
+                    before_folded: fb,
+                    after_folded: fp,
+                    before_svg: base
+                        .file(b.profile.as_ref().and_then(|x| x.flamegraph.as_ref())),
+                    after_svg: post.file(p.profile.as_ref().and_then(|x| x.flamegraph.as_ref())),
+                    title: format!("{}: {} → {}", p.name, base.manifest.label, post.manifest.label),
+                });
+            }
+            (fb, fp) => profiles_out.push(ProfileComparison {
+                target: p.name.clone(),
+                baseline_samples: 0,
+                post_samples: 0,
+                movers: Vec::new(),
+                shares: Vec::new(),
+                files: ProfileFiles::default(),
+                notes: vec![format!(
+                    "profiles not compared: no folded stacks in the {} (profiler {}); profile signals not evaluated",
+                    match (fb.is_some(), fp.is_some()) {
+                        (false, false) => "baseline or the post run",
+                        (false, true) => "baseline",
+                        _ => "post run",
+                    },
+                    if fb.is_none() {
+                        base.manifest.options.profiler.name()
+                    } else {
+                        post.manifest.options.profiler.name()
+                    }
+                )],
+            }),
+        }
+    }
+    for b in &base.manifest.targets {
+        if post.target(&b.name).is_none() {
+            lists.only_in_baseline.push(unmatched(
+                &b.name,
+                None,
+                "target not in the post run (--only, or removed from the plan)",
+            ));
+        }
+    }
+
+    // The plan's "E2E latency > 20 % slower", for every target that has such a limit.
+    for row in &lists.rows {
+        let Some(p) = post.target(&row.target) else {
+            continue;
+        };
+        let Some(limit) = thresholds_for(opts, p).regression_pct else {
+            continue;
+        };
+        let judged = blocked.is_none();
+        let fired = judged && row.judgement.low_pct > limit;
+        signals.push(Signal {
+            kind: SignalKind::E2eSlower,
+            target: row.target.clone(),
+            benchmark: Some(row.benchmark.clone()),
+            fired,
+            summary: if !judged {
+                "not judged: the timings are not comparable (see comparability)".to_owned()
+            } else if fired {
+                format!(
+                    "{:+.1}% (at least {:+.1}%) is more than the {limit:.0}% regression limit",
+                    row.judgement.change_pct, row.judgement.low_pct
+                )
+            } else {
+                format!(
+                    "{:+.1}% (at least {:+.1}%): not beyond the {limit:.0}% regression limit",
+                    row.judgement.change_pct, row.judgement.low_pct
+                )
+            },
+            evidence: Vec::new(),
+        });
+    }
+
+    let mut comparison = Comparison {
+        schema_version: SCHEMA_VERSION,
+        generated_at: crate::clock::now_rfc3339(),
+        command_line: opts.command_line.clone(),
+        baseline: summary(base),
+        post: summary(post),
+        comparability,
+        timings: lists.rows,
+        only_in_baseline: lists.only_in_baseline,
+        only_in_post: lists.only_in_post,
+        not_compared: lists.not_compared,
+        signals,
+        profiles: profiles_out,
+        outcome: Outcome {
+            status: Status::Pass,
+            exit_code: 0,
+            passes: 0,
+            improvements: 0,
+            inconclusive: 0,
+            regressions: 0,
+            signals_fired: 0,
+            message: String::new(),
+        },
+    };
+    comparison.outcome = outcome(&comparison);
+    Ok(Judged { comparison, graphs })
+}
+
+/// Exit 1 when any benchmark regressed or any signal fired, else 0; the message is the
+/// line printed last.
+pub fn outcome(c: &Comparison) -> Outcome {
+    let regressions: Vec<String> = c
+        .timings
+        .iter()
+        .filter(|r| r.judgement.verdict == Verdict::Regression)
+        .map(|r| {
+            format!(
+                "{} `{}` {:+.1}% (limit +{:.0}%)",
+                r.target, r.benchmark, r.judgement.change_pct, r.judgement.limit_pct
+            )
+        })
+        .collect();
+    let fired: Vec<String> = c
+        .signals
+        .iter()
+        .filter(|s| s.fired)
+        .map(|s| format!("{} in {}", s.kind.label(), s.target))
+        .collect();
+    let counts = format!(
+        "{} pass, {} improvement, {} inconclusive, {} regression",
+        c.count(Verdict::Pass),
+        c.count(Verdict::Improvement),
+        c.count(Verdict::Inconclusive),
+        c.count(Verdict::Regression)
+    );
+    let failed = !regressions.is_empty() || !fired.is_empty();
+    let message = if failed {
+        let mut parts = Vec::new();
+        if !regressions.is_empty() {
+            parts.push(format!("regression: {}", regressions.join("; ")));
+        }
+        if !fired.is_empty() {
+            parts.push(format!("signals: {}", fired.join("; ")));
+        }
+        format!("{} ({counts})", parts.join("; "))
+    } else {
+        format!(
+            "no regression and no regression signal ({counts}{})",
+            if c.count(Verdict::Inconclusive) > 0 {
+                "; inconclusive verdicts are warnings, see above"
+            } else {
+                ""
+            }
+        )
+    };
+    Outcome {
+        status: if failed {
+            Status::Regression
+        } else {
+            Status::Pass
+        },
+        exit_code: u8::from(failed),
+        passes: c.count(Verdict::Pass),
+        improvements: c.count(Verdict::Improvement),
+        inconclusive: c.count(Verdict::Inconclusive),
+        regressions: c.count(Verdict::Regression),
+        signals_fired: fired.len(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::run_dir::Role;
+    use crate::compare::testdata::{benchmark, manifest, run};
+
+    fn options() -> Options {
+        Options {
+            host_policy: HostPolicy::SameHost,
+            plan: None,
+            command_line: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn benchmarks_in_one_run_only_are_listed() {
+        let base = run(
+            Role::Baseline,
+            manifest(),
+            vec![
+                benchmark("kept", &[(100.0, None), (101.0, None), (99.0, None)]),
+                benchmark("removed", &[(50.0, None), (50.0, None), (50.0, None)]),
+            ],
+        );
+        let mut post_manifest = manifest();
+        let mut extra = post_manifest.targets[0].clone();
+        extra.name = "new-target".to_owned();
+        post_manifest.targets.push(extra);
+        let post = run(
+            Role::Post,
+            post_manifest,
+            vec![
+                benchmark("kept", &[(100.0, None), (100.0, None), (100.5, None)]),
+                benchmark("added", &[(10.0, None), (10.0, None), (10.0, None)]),
+            ],
+        );
+        let c = judge(&base, &post, &options()).expect("judged").comparison;
+        let rows: Vec<&str> = c.timings.iter().map(|r| r.benchmark.as_str()).collect();
+        assert_eq!(rows, ["kept"]);
+        assert_eq!(c.timings[0].judgement.verdict, Verdict::Pass);
+        assert_eq!(c.only_in_baseline.len(), 1);
+        assert_eq!(c.only_in_baseline[0].benchmark.as_deref(), Some("removed"));
+        let appeared: Vec<(&str, Option<&str>)> = c
+            .only_in_post
+            .iter()
+            .map(|u| (u.target.as_str(), u.benchmark.as_deref()))
+            .collect();
+        assert_eq!(appeared, [("bench", Some("added")), ("new-target", None)]);
+        assert_eq!(c.outcome.exit_code, 0);
+    }
+
+    #[test]
+    fn contention_is_taken_out_when_both_runs_measured_it() {
+        // The post run waited half its time for a CPU: twice the wall time, same work.
+        let base = run(
+            Role::Baseline,
+            manifest(),
+            vec![benchmark(
+                "b",
+                &[(100.0, Some(1.0)), (101.0, Some(1.0)), (99.0, Some(1.0))],
+            )],
+        );
+        let post = run(
+            Role::Post,
+            manifest(),
+            vec![benchmark(
+                "b",
+                &[(200.0, Some(0.5)), (202.0, Some(0.5)), (198.0, Some(0.5))],
+            )],
+        );
+        let c = judge(&base, &post, &options()).expect("judged").comparison;
+        let row = &c.timings[0];
+        assert!(row.contention_corrected);
+        assert!((row.post - 100.0).abs() < 1e-6, "{row:?}");
+        assert_eq!(row.judgement.verdict, Verdict::Pass, "{row:?}");
+        assert_eq!(c.outcome.exit_code, 0);
+
+        // Without the baseline's data both sides stay raw, and the doubling is a regression.
+        let raw_base = run(
+            Role::Baseline,
+            manifest(),
+            vec![benchmark(
+                "b",
+                &[(100.0, None), (101.0, None), (99.0, None)],
+            )],
+        );
+        let c = judge(&raw_base, &post, &options())
+            .expect("judged")
+            .comparison;
+        assert!(!c.timings[0].contention_corrected);
+        assert_eq!(c.timings[0].judgement.verdict, Verdict::Regression);
+        assert_eq!(c.outcome.exit_code, 1);
+        assert!(
+            c.outcome.message.contains("bench `b`"),
+            "{}",
+            c.outcome.message
+        );
+    }
+
+    #[test]
+    fn a_different_host_leaves_timings_inconclusive() {
+        let base = run(
+            Role::Baseline,
+            manifest(),
+            vec![benchmark(
+                "b",
+                &[(100.0, None), (101.0, None), (99.0, None)],
+            )],
+        );
+        let mut m = manifest();
+        m.host.hostname = Some("elsewhere".to_owned());
+        let post = run(
+            Role::Post,
+            m,
+            vec![benchmark(
+                "b",
+                &[(300.0, None), (301.0, None), (299.0, None)],
+            )],
+        );
+        let c = judge(&base, &post, &options()).expect("judged").comparison;
+        assert_eq!(c.timings[0].judgement.verdict, Verdict::Inconclusive);
+        assert_eq!(c.outcome.exit_code, 0, "not judged, so not failed");
+        let allowed = Options {
+            host_policy: HostPolicy::Any,
+            ..options()
+        };
+        let c = judge(&base, &post, &allowed).expect("judged").comparison;
+        assert_eq!(c.timings[0].judgement.verdict, Verdict::Regression);
+    }
+
+    #[test]
+    fn a_busy_machine_widens_the_interval() {
+        let runs = |ns: f64| {
+            vec![benchmark(
+                "b",
+                &[(ns, None), (ns * 1.01, None), (ns * 0.99, None)],
+            )]
+        };
+        let quiet = judge(
+            &run(Role::Baseline, manifest(), runs(100.0)),
+            &run(Role::Post, manifest(), runs(125.0)),
+            &options(),
+        )
+        .expect("judged")
+        .comparison;
+        assert_eq!(quiet.timings[0].judgement.verdict, Verdict::Regression);
+        let mut busy = manifest();
+        busy.interference.worst = crate::interference::Status::Fail;
+        let c = judge(
+            &run(Role::Baseline, manifest(), runs(100.0)),
+            &run(Role::Post, busy, runs(125.0)),
+            &options(),
+        )
+        .expect("judged")
+        .comparison;
+        let j = &c.timings[0].judgement;
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        assert!(j.noise_pct > quiet.timings[0].judgement.noise_pct);
+    }
+}
