@@ -207,17 +207,24 @@ LANGUAGE sql STABLE AS $$
           FROM ancestors a
           JOIN tasker.workflow_step_edges e ON e.to_step_uuid = a.step_uuid
     )
+    -- every ancestor is in the step's own task; saying so lets even a custom plan (whose
+    -- row estimate for the recursive part is poor) look the steps up by index instead of
+    -- hash-joining against the whole table
     SELECT s.workflow_step_uuid, s.name, s.current_state, s.results, s.processed, min(a.distance)::integer
       FROM ancestors a
       JOIN tasker.workflow_steps s ON s.workflow_step_uuid = a.step_uuid
+     WHERE s.task_uuid = (SELECT own.task_uuid FROM tasker.workflow_steps own
+                           WHERE own.workflow_step_uuid = p_step_uuid)
      GROUP BY s.workflow_step_uuid
      ORDER BY min(a.distance), s.name
 $$;
 
 -- Tasks that need orchestration attention: not being worked on (pending, waiting for
 -- dependencies or for a retry) and with at least one step ready now. Order is priority, then
--- age; the partial index tasks_ready_candidates_idx supplies that order, so the scan stops as
--- soon as p_limit tasks qualify.
+-- age. One pass: the partial index tasks_ready_candidates_idx yields candidates in that order,
+-- each candidate's ready steps are counted once (the count is both the filter and the output),
+-- and the scan stops as soon as p_limit tasks qualify. PL/pgSQL so the plan is made once per
+-- session instead of on every call.
 CREATE FUNCTION tasker.get_next_ready_tasks(p_limit integer DEFAULT 10)
 RETURNS TABLE (
     task_uuid        uuid,
@@ -230,36 +237,37 @@ RETURNS TABLE (
     age_seconds      double precision,
     created_at       timestamptz
 )
-LANGUAGE sql STABLE AS $$
-    SELECT t.task_uuid, t.current_state, t.priority, ns.name, nt.name, nt.version,
-           ready.n, extract(epoch FROM now() - t.created_at), t.created_at
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY
+    SELECT c.task_uuid, c.current_state, c.priority, ns.name, nt.name, nt.version,
+           c.ready, extract(epoch FROM now() - c.created_at)::double precision, c.created_at
       FROM (
-            SELECT c.*
-              FROM tasker.tasks c
-             WHERE c.current_state IN ('pending', 'waiting_for_dependencies', 'waiting_for_retry')
-               AND EXISTS (
-                     SELECT 1
-                       FROM tasker.workflow_steps s
-                      WHERE s.task_uuid = c.task_uuid
-                        AND s.current_state IN ('pending', 'waiting_for_retry')
-                        AND (s.attempts = 0 OR (s.retryable AND s.attempts < s.max_attempts))
-                        AND (s.next_retry_at IS NULL OR s.next_retry_at <= now())
-                        AND NOT EXISTS (
-                              SELECT 1
-                                FROM tasker.workflow_step_edges e
-                                JOIN tasker.workflow_steps parent
-                                  ON parent.workflow_step_uuid = e.from_step_uuid
-                               WHERE e.to_step_uuid = s.workflow_step_uuid
-                                 AND parent.current_state NOT IN ('complete', 'resolved_manually')))
-             ORDER BY c.priority DESC, c.created_at, c.task_uuid
+            SELECT t.task_uuid, t.current_state, t.priority, t.created_at, t.named_task_uuid,
+                   r.ready
+              FROM tasker.tasks t
+             CROSS JOIN LATERAL (
+                   SELECT count(*)::integer AS ready
+                     FROM tasker.workflow_steps s
+                    WHERE s.task_uuid = t.task_uuid
+                      AND s.current_state IN ('pending', 'waiting_for_retry')
+                      AND (s.attempts = 0 OR (s.retryable AND s.attempts < s.max_attempts))
+                      AND (s.next_retry_at IS NULL OR s.next_retry_at <= now())
+                      AND NOT EXISTS (
+                            SELECT 1
+                              FROM tasker.workflow_step_edges e
+                              JOIN tasker.workflow_steps parent
+                                ON parent.workflow_step_uuid = e.from_step_uuid
+                             WHERE e.to_step_uuid = s.workflow_step_uuid
+                               AND parent.current_state NOT IN ('complete', 'resolved_manually'))
+                   ) r
+             WHERE t.current_state IN ('pending', 'waiting_for_dependencies', 'waiting_for_retry')
+               AND r.ready > 0
+             ORDER BY t.priority DESC, t.created_at, t.task_uuid
              LIMIT p_limit
-           ) t
-      JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
+           ) c
+      JOIN tasker.named_tasks nt ON nt.named_task_uuid = c.named_task_uuid
       JOIN tasker.namespaces ns ON ns.namespace_uuid = nt.namespace_uuid
-     CROSS JOIN LATERAL (
-           SELECT count(*)::integer AS n
-             FROM tasker.get_step_readiness_status(t.task_uuid) r
-            WHERE r.ready_for_execution
-           ) ready
-     ORDER BY t.priority DESC, t.created_at, t.task_uuid
+     ORDER BY c.priority DESC, c.created_at, c.task_uuid;
+END
 $$;

@@ -102,6 +102,17 @@ pub fn variance(values: &[f64]) -> Option<f64> {
     Some(values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (values.len() - 1) as f64)
 }
 
+/// Standard deviation estimated from the median absolute deviation (`1.4826 · MAD`, which
+/// equals σ for normal data) and so undisturbed by a few outliers; `None` below two values.
+pub fn mad_sigma(values: &[f64]) -> Option<f64> {
+    if values.len() < 2 {
+        return None;
+    }
+    let median = crate::criterion::median(values)?;
+    let deviations: Vec<f64> = values.iter().map(|v| (v - median).abs()).collect();
+    Some(1.4826 * crate::criterion::median(&deviations)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +157,13 @@ mod tests {
             1e-9
         ));
         assert!(welch_df(&[(1.0, f64::INFINITY)]).is_infinite());
+    }
+
+    #[test]
+    fn mad_sigma_ignores_an_outlier() {
+        let sigma = mad_sigma(&[1.0, 2.0, 3.0, 4.0, 100.0]).expect("five values");
+        assert!(close(sigma, 1.4826, 1e-9), "{sigma}");
+        assert_eq!(mad_sigma(&[1.0]), None);
     }
 
     #[test]

@@ -63,6 +63,43 @@ fn mover<'a>(c: &'a Value, target: &str, function_suffix: &str) -> Option<&'a Va
         })
 }
 
+/// The timing rows and each side's runs, for assertion messages: when a verdict is not the
+/// expected one, the numbers behind it are what needs reading.
+fn evidence(dir: &Path, baseline: &Path) -> String {
+    let mut out = String::new();
+    if let Ok(text) = std::fs::read_to_string(dir.join("comparison.json")) {
+        let c: Value = serde_json::from_str(&text).unwrap_or_default();
+        for r in c["timings"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "{} {}: {} {:.1}% ({:.1} … {:.1}) {}\n",
+                r["target"],
+                r["benchmark"],
+                r["verdict"],
+                r["change_pct"].as_f64().unwrap_or(0.0),
+                r["low_pct"].as_f64().unwrap_or(0.0),
+                r["high_pct"].as_f64().unwrap_or(0.0),
+                r["reason"]
+            ));
+        }
+    }
+    for (side, d) in [("baseline", baseline), ("post", dir)] {
+        if let Ok(text) = std::fs::read_to_string(d.join("timings.json")) {
+            let t: Value = serde_json::from_str(&text).unwrap_or_default();
+            for run in t["targets"][0]["benchmarks"][0]["runs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                out.push_str(&format!(
+                    "{side} run: typical {} usage {}\n",
+                    run["typical_ns"], run["usage"]
+                ));
+            }
+        }
+    }
+    out
+}
+
 fn fired(c: &Value) -> Vec<String> {
     c["signals"]
         .as_array()
@@ -116,12 +153,17 @@ fn profile_post_passes_an_unchanged_rerun_and_catches_a_doubled_hot_function() {
     // An unchanged rerun: exit 0, no regression, no signal; inconclusive only as warnings.
     let same = xtask(&ws, &with(vec!["profile-post"], &flags), &[]);
     let err = stderr(&same);
-    assert_eq!(code(&same), 0, "unchanged rerun must pass:\n{err}");
+    let post_dir = ws.join("profiles/post-refactor");
+    assert_eq!(
+        code(&same),
+        0,
+        "unchanged rerun must pass:\n{err}\n{}",
+        evidence(&post_dir, &baseline_dir)
+    );
     assert!(
         last_line(&same).starts_with("profile-post: pass (exit 0)"),
         "{err}"
     );
-    let post_dir = ws.join("profiles/post-refactor");
     let c = read_json(&post_dir.join("comparison.json"));
     assert_eq!(c["schema_version"], 1);
     assert_eq!(c["outcome"]["exit_code"], 0);
@@ -170,11 +212,16 @@ fn profile_post_passes_an_unchanged_rerun_and_catches_a_doubled_hot_function() {
         &[("XTASK_FIXTURE_SLOW", "1")],
     );
     let err = stderr(&slow);
-    assert_eq!(code(&slow), 1, "a doubled hot function must fail:\n{err}");
+    let why = evidence(&slow_dir, &baseline_dir);
+    assert_eq!(
+        code(&slow),
+        1,
+        "a doubled hot function must fail:\n{err}\n{why}"
+    );
     let last = last_line(&slow);
     assert!(
         last.starts_with("profile-post: regression (exit 1)") && last.contains("fixture/workload"),
-        "{last}"
+        "{last}\n{why}"
     );
     let c = read_json(&slow_dir.join("comparison.json"));
     let workload = row(&c, "fixture-bench", "fixture/workload");
@@ -417,7 +464,11 @@ fn profile_gate_runs_the_ci_steps_locally() {
         ),
         &[("GITHUB_ACTIONS", "true"), ("XTASK_FIXTURE_SLOW", "1")],
     );
-    assert_eq!(code(&gate), 1, "{}", stderr(&gate));
+    let why = evidence(
+        &ws.join("profiles/post-refactor"),
+        &ws.join("profiles/pre-refactor"),
+    );
+    assert_eq!(code(&gate), 1, "{}\n{why}", stderr(&gate));
     assert!(
         last_line(&gate).starts_with("profile-gate: regression (exit 1)"),
         "{}",
@@ -427,7 +478,7 @@ fn profile_gate_runs_the_ci_steps_locally() {
     assert!(
         annotations.lines().any(|l| l
             .starts_with("::error title=Performance regression::fixture-bench fixture/workload")),
-        "{annotations}"
+        "{annotations}\n{why}"
     );
     let c = read_json(&ws.join("profiles/post-refactor/comparison.json"));
     let inconclusive = c["timings"]

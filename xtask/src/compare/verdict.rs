@@ -2,15 +2,19 @@
 //! uncertainty, judged against the category's limit. Pure, so the rules are tested on
 //! synthetic estimates.
 //!
-//! In log space (timings are ratios): each side's centre is the median of its runs; a run's
-//! noise is the larger of the spread between runs (sample variance of ln t) and criterion's
-//! own uncertainty (its confidence interval turned into a standard error), because three
-//! runs can agree by chance. A busy machine also shifts a whole session, which runs within
-//! it cannot show; when a run was measured under a failed interference check each side
-//! gets a session term `s² = (ln(1 + noise_limit) / 1.96)²` that more runs do not shrink.
-//! The change `d = ln(post / base)` has the 95 % half-width
-//! `h = t(0.975, df) · sqrt(var_b / n_b + s_b² + var_p / n_p + s_p²)` with Welch's degrees of
-//! freedom, so few runs give wide intervals. With `L = ln(1 + limit)`:
+//! In log space (timings are ratios). Each side's centre is the median of its runs. A run's
+//! noise `σ²` is the larger of the spread between runs and criterion's own uncertainty (its
+//! confidence interval turned into a standard error), because a few runs can agree by
+//! chance. The spread is the sample variance of `ln t`, or with five runs or more the
+//! robust `(1.4826 · MAD)²`, so one run disturbed by a burst of other work does not hide a
+//! change the others agree on. The median of `n ≥ 3` runs varies `π/2` times as much as
+//! their mean would. A busy machine also shifts a whole session, which runs within it cannot
+//! show: when a run was measured under a failed interference check, the two sessions may
+//! differ by the category's noise limit (a 95 % band, `S² = (ln(1 + noise) / 1.96)²`, half of
+//! it on each side), which more runs do not shrink. The change `d = ln(post / base)` has the
+//! 95 % half-width `h = t(0.975, df) · sqrt(k_b σ_b² / n_b + k_p σ_p² / n_p + S²)` (`k` is
+//! `π/2` or 1) with Welch's degrees of freedom, so few runs give wide intervals. With
+//! `L = ln(1 + limit)`:
 //!
 //! - `regression` when `d − h > L`: slower than allowed even at the low end;
 //! - `improvement` when `d + h < −L`: faster by at least the same factor;
@@ -48,12 +52,17 @@ impl Verdict {
     }
 }
 
+/// Runs from which the spread is measured robustly (median absolute deviation).
+pub const ROBUST_FROM_RUNS: usize = 5;
+
 /// Where a side's noise figure comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NoiseSource {
-    /// The spread between repeated runs.
+    /// The spread between repeated runs (sample variance).
     Spread,
+    /// The spread between repeated runs, from their median absolute deviation.
+    RobustSpread,
     /// criterion's confidence intervals (one run, or runs that agree more closely).
     Criterion,
     /// Not measured: a single run with the category's noise limit assumed.
@@ -87,7 +96,14 @@ impl Side {
             return None;
         }
         let logs: Vec<f64> = values.iter().map(|v| v.ln()).collect();
-        let spread = stats::variance(&logs);
+        let (spread, spread_source) = if logs.len() >= ROBUST_FROM_RUNS {
+            (
+                stats::mad_sigma(&logs).map(|s| s * s),
+                NoiseSource::RobustSpread,
+            )
+        } else {
+            (stats::variance(&logs), NoiseSource::Spread)
+        };
         let criterion = if rel_se.is_empty() {
             0.0
         } else {
@@ -98,7 +114,7 @@ impl Side {
                 / rel_se.len() as f64
         };
         let (run_variance, df, noise_source) = match spread {
-            Some(s) if s >= criterion => (s, (values.len() - 1) as f64, NoiseSource::Spread),
+            Some(s) if s >= criterion => (s, (values.len() - 1) as f64, spread_source),
             _ => (criterion, f64::INFINITY, NoiseSource::Criterion),
         };
         Some(Side {
@@ -112,11 +128,11 @@ impl Side {
         })
     }
 
-    /// Adds a session-to-session noise of `pct` percent (a 95 % band) that does not shrink
-    /// with more runs.
+    /// Adds this side's half of a session-to-session noise of `pct` percent (a 95 % band
+    /// for the two sessions together) that does not shrink with more runs.
     pub fn with_session_noise(mut self, pct: f64) -> Side {
         let band = (1.0 + pct.max(0.0) / 100.0).ln() / 1.96;
-        self.session_variance = band * band;
+        self.session_variance = band * band / 2.0;
         self
     }
 
@@ -200,9 +216,18 @@ fn pct(log_ratio: f64) -> f64 {
     (log_ratio.exp() - 1.0) * 100.0
 }
 
+/// How much more a median of `runs` varies than a mean would (asymptotically `π/2`).
+fn median_factor(runs: u32) -> f64 {
+    if runs >= 3 {
+        std::f64::consts::FRAC_PI_2
+    } else {
+        1.0
+    }
+}
+
 fn half_width(base: &Side, post: &Side, base_runs: u32, post_runs: u32) -> f64 {
-    let vb = base.run_variance / f64::from(base_runs.max(1));
-    let vp = post.run_variance / f64::from(post_runs.max(1));
+    let vb = median_factor(base_runs) * base.run_variance / f64::from(base_runs.max(1));
+    let vp = median_factor(post_runs) * post.run_variance / f64::from(post_runs.max(1));
     let session = base.session_variance + post.session_variance;
     let df_of = |side: &Side, runs: u32| {
         if side.df.is_finite() {
@@ -518,6 +543,22 @@ mod tests {
             20.0,
         );
         assert_eq!(doubled.verdict, Verdict::Regression, "{doubled:?}");
+    }
+
+    #[test]
+    fn one_disturbed_run_of_five_does_not_hide_a_slowdown() {
+        let base = side(&[100.0, 101.0, 99.0, 100.0, 100.5]);
+        let post = side(&[175.0, 178.0, 172.0, 350.0, 176.0]);
+        assert_eq!(post.noise_source, NoiseSource::RobustSpread);
+        let j = judge(&base, &post, 20.0);
+        assert_eq!(j.verdict, Verdict::Regression, "{j:?}");
+        // With three runs every run counts, and the same outlier makes it inconclusive.
+        let few = judge(
+            &side(&[100.0, 101.0, 99.0]),
+            &side(&[175.0, 350.0, 174.0]),
+            20.0,
+        );
+        assert_eq!(few.verdict, Verdict::Inconclusive, "{few:?}");
     }
 
     #[test]
