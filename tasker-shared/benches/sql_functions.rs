@@ -555,7 +555,11 @@ fn explain_pass(fx: &'static Fixture) {
 }
 
 async fn explain_all(fx: &Fixture, capture: &NoticeCapture) {
-    let mut conn = PgConnection::connect(&fx.db.url)
+    // the session settings the engine's pools use (database::connect_options), so the plan
+    // captured is the plan the benchmarks run
+    let options = tasker_shared::database::connect_options(&fx.db.url)
+        .expect("parsing the benchmark database URL");
+    let mut conn = PgConnection::connect_with(&options)
         .await
         .expect("connecting for the EXPLAIN pass");
     let auto_explain = sqlx::query("LOAD 'auto_explain'").execute(&mut conn).await;
@@ -700,9 +704,10 @@ async fn explain_all(fx: &Fixture, capture: &NoticeCapture) {
     }
 }
 
-/// Mean wall time per call on one connection under each `plan_cache_mode`: whether the
-/// prepared statement's cached generic plan is used (`auto` close to `force_generic_plan`) or
-/// every call is planned again (`auto` close to `force_custom_plan`), and what planning costs.
+/// Mean wall time per call on one connection under each `plan_cache_mode`: whether
+/// PostgreSQL's default (`auto`) would reuse the prepared statement's generic plan (close to
+/// `force_generic_plan`, what the engine's connections set) or plan every call again (close to
+/// `force_custom_plan`), and what planning costs.
 async fn plan_cache_timings(conn: &mut PgConnection, call: &Call) -> Vec<(&'static str, f64)> {
     const CALLS: u32 = 100;
     let mut timings = Vec::new();

@@ -15,7 +15,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::runtime::Runtime;
 use uuid::Uuid;
@@ -88,17 +87,16 @@ impl BenchDatabase {
     }
 }
 
+/// A pool configured as the services configure theirs (`database::connect`: no ping before
+/// each acquire, generic plans), so the benchmarks measure what the engine runs.
 async fn pool(url: &str, max_connections: u32) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .min_connections(1)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect(url)
+    crate::database::connect(url, max_connections)
         .await
         .unwrap_or_else(|e| {
             panic!(
-                "connecting to the benchmark database {}: {e}",
-                crate::database::redact_url(url)
+                "connecting to the benchmark database {}: {}",
+                crate::database::redact_url(url),
+                crate::error::display_chain(&e)
             )
         })
 }
