@@ -162,3 +162,14 @@ pub fn annotations(c: &Comparison) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn workflow_command_messages_are_escaped() {
+        // GitHub would end the message at a newline and read `%0A` in the text as one.
+        assert_eq!(escape("+5% (a\nb)\r"), "+5%25 (a%0Ab)%0D");
+    }
+}

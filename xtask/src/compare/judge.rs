@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use super::comparability::{self, HostPolicy};
 use super::model::{
@@ -302,118 +302,175 @@ fn check_plan(plan: &Plan, post: &RunDir) -> Result<()> {
     Ok(())
 }
 
+/// Everything the per-target steps add to.
+struct Collected {
+    lists: Lists,
+    signals: Vec<Signal>,
+    profiles: Vec<ProfileComparison>,
+    graphs: Vec<GraphJob>,
+}
+
 pub fn judge(base: &RunDir, post: &RunDir, opts: &Options) -> Result<Judged> {
-    let comparability = comparability::check(&base.manifest, &post.manifest, opts.host_policy)?;
+    let mut comparability = comparability::check(&base.manifest, &post.manifest, opts.host_policy)?;
     if let Some(plan) = &opts.plan {
         check_plan(plan, post)?;
     }
-    let blocked = comparability.timings_blocked.as_deref();
     let context = RowContext {
-        blocked,
+        blocked: comparability.timings_blocked.as_deref(),
         busy: [&base.manifest, &post.manifest]
             .iter()
             .any(|m| m.interference.worst == crate::interference::Status::Fail),
     };
-    let mut lists = Lists {
-        rows: Vec::new(),
-        only_in_baseline: Vec::new(),
-        only_in_post: Vec::new(),
-        not_compared: Vec::new(),
+    let mut out = Collected {
+        lists: Lists {
+            rows: Vec::new(),
+            only_in_baseline: Vec::new(),
+            only_in_post: Vec::new(),
+            not_compared: Vec::new(),
+        },
+        signals: Vec::new(),
+        profiles: Vec::new(),
+        graphs: Vec::new(),
     };
-    let mut signals: Vec<Signal> = Vec::new();
-    let mut profiles_out = Vec::new();
-    let mut graphs = Vec::new();
-
     for p in &post.manifest.targets {
         let Some(b) = base.target(&p.name) else {
-            lists
+            out.lists
                 .only_in_post
                 .push(unmatched(&p.name, None, "target not in the baseline"));
             continue;
         };
         if let Some(reason) = status_reason("baseline", b).or_else(|| status_reason("post run", p))
         {
-            lists.not_compared.push(unmatched(&p.name, None, reason));
+            out.lists
+                .not_compared
+                .push(unmatched(&p.name, None, reason));
             continue;
         }
         let t = thresholds_for(opts, p);
         match p.kind {
-            Kind::Bench => {
-                let tb = base.timings.targets.iter().find(|x| x.name == p.name);
-                let tp = post.timings.targets.iter().find(|x| x.name == p.name);
-                let (Some(tb), Some(tp)) = (tb, tp) else {
-                    lists.not_compared.push(unmatched(
-                        &p.name,
-                        None,
-                        format!(
-                            "no timings in the {}",
-                            if tb.is_none() { "baseline" } else { "post run" }
-                        ),
-                    ));
-                    continue;
-                };
-                for bb in &tb.benchmarks {
-                    match tp.benchmarks.iter().find(|x| x.id == bb.id) {
-                        Some(pb) => match bench_row(p, t, bb, pb, &context) {
-                            Some(row) => lists.rows.push(row),
-                            None => lists.not_compared.push(unmatched(
-                                &p.name,
-                                Some(&bb.id),
-                                "no usable estimates (zero or missing)",
-                            )),
-                        },
-                        None => lists.only_in_baseline.push(unmatched(
-                            &p.name,
-                            Some(&bb.id),
-                            "benchmark not measured in the post run (removed or renamed?)",
-                        )),
-                    }
-                }
-                for pb in &tp.benchmarks {
-                    if !tb.benchmarks.iter().any(|x| x.id == pb.id) {
-                        lists.only_in_post.push(unmatched(
-                            &p.name,
-                            Some(&pb.id),
-                            "new benchmark, not in the baseline",
-                        ));
-                    }
-                }
-            }
-            Kind::Test => match test_row(base, post, b, p, t, blocked) {
-                Some(row) => lists.rows.push(row),
-                None => lists.not_compared.push(unmatched(
+            Kind::Bench => bench_rows(base, post, p, t, &context, &mut out.lists),
+            Kind::Test => match test_row(base, post, b, p, t, context.blocked) {
+                Some(row) => out.lists.rows.push(row),
+                None => out.lists.not_compared.push(unmatched(
                     &p.name,
                     None,
                     "no profile sample counts to compare (profiler samply or none)",
                 )),
             },
         }
+        compare_profiles(base, post, b, p, t, &mut out)?;
+    }
+    for b in &base.manifest.targets {
+        if post.target(&b.name).is_none() {
+            out.lists.only_in_baseline.push(unmatched(
+                &b.name,
+                None,
+                "target not in the post run (--only, or removed from the plan)",
+            ));
+        }
+    }
+    let latency = latency_signals(&out.lists.rows, post, opts, context.blocked);
+    out.signals.extend(latency);
+    if let Some(finding) = contention_finding(base, post, &out.lists.rows) {
+        comparability.findings.push(finding);
+    }
 
-        let (fb, fp) = (base.folded(b)?, post.folded(p)?);
-        match (fb, fp) {
-            (Some(fb), Some(fp)) => {
-                let (cb, cp) = (Counts::parse(&fb)?, Counts::parse(&fp)?);
-                signals.extend(profiles::signals(&p.name, &cb, &cp, t));
-                profiles_out.push(ProfileComparison {
-                    target: p.name.clone(),
-                    baseline_samples: cb.samples,
-                    post_samples: cp.samples,
-                    movers: profiles::movers(&cb, &cp, profiles::MOVERS),
-                    shares: shares(base, post, &p.name),
-                    files: ProfileFiles::default(),
-                    notes: Vec::new(),
-                });
-                graphs.push(GraphJob {
-                    target: p.name.clone(),
-                    before_folded: fb,
-                    after_folded: fp,
-                    before_svg: base
-                        .file(b.profile.as_ref().and_then(|x| x.flamegraph.as_ref())),
-                    after_svg: post.file(p.profile.as_ref().and_then(|x| x.flamegraph.as_ref())),
-                    title: format!("{}: {} → {}", p.name, base.manifest.label, post.manifest.label),
-                });
-            }
-            (fb, fp) => profiles_out.push(ProfileComparison {
+    let mut comparison = Comparison {
+        schema_version: SCHEMA_VERSION,
+        generated_at: crate::clock::now_rfc3339(),
+        command_line: opts.command_line.clone(),
+        baseline: summary(base),
+        post: summary(post),
+        comparability,
+        timings: out.lists.rows,
+        only_in_baseline: out.lists.only_in_baseline,
+        only_in_post: out.lists.only_in_post,
+        not_compared: out.lists.not_compared,
+        signals: out.signals,
+        profiles: out.profiles,
+        outcome: Outcome {
+            status: Status::Pass,
+            exit_code: 0,
+            passes: 0,
+            improvements: 0,
+            inconclusive: 0,
+            regressions: 0,
+            signals_fired: 0,
+            message: String::new(),
+        },
+    };
+    comparison.outcome = outcome(&comparison);
+    Ok(Judged {
+        comparison,
+        graphs: out.graphs,
+    })
+}
+
+/// The rows of a bench target: one per benchmark in both runs; the others are listed as
+/// appeared or disappeared.
+fn bench_rows(
+    base: &RunDir,
+    post: &RunDir,
+    p: &TargetRecord,
+    t: &Thresholds,
+    context: &RowContext<'_>,
+    lists: &mut Lists,
+) {
+    let tb = base.timings.targets.iter().find(|x| x.name == p.name);
+    let tp = post.timings.targets.iter().find(|x| x.name == p.name);
+    let (Some(tb), Some(tp)) = (tb, tp) else {
+        lists.not_compared.push(unmatched(
+            &p.name,
+            None,
+            format!(
+                "no timings in the {}",
+                if tb.is_none() { "baseline" } else { "post run" }
+            ),
+        ));
+        return;
+    };
+    for bb in &tb.benchmarks {
+        match tp.benchmarks.iter().find(|x| x.id == bb.id) {
+            Some(pb) => match bench_row(p, t, bb, pb, context) {
+                Some(row) => lists.rows.push(row),
+                None => lists.not_compared.push(unmatched(
+                    &p.name,
+                    Some(&bb.id),
+                    "no usable estimates (zero or missing)",
+                )),
+            },
+            None => lists.only_in_baseline.push(unmatched(
+                &p.name,
+                Some(&bb.id),
+                "benchmark not measured in the post run (removed or renamed?)",
+            )),
+        }
+    }
+    for pb in &tp.benchmarks {
+        if !tb.benchmarks.iter().any(|x| x.id == pb.id) {
+            lists.only_in_post.push(unmatched(
+                &p.name,
+                Some(&pb.id),
+                "new benchmark, not in the baseline",
+            ));
+        }
+    }
+}
+
+/// A target's profiles side by side: movers, shares, signals and the graphs to draw.
+fn compare_profiles(
+    base: &RunDir,
+    post: &RunDir,
+    b: &TargetRecord,
+    p: &TargetRecord,
+    t: &Thresholds,
+    out: &mut Collected,
+) -> Result<()> {
+    let (fb, fp) = match (base.folded(b)?, post.folded(p)?) {
+        (Some(fb), Some(fp)) => (fb, fp),
+        (fb, _) => {
+            let missing = if fb.is_some() { "post run" } else { "baseline" };
+            out.profiles.push(ProfileComparison {
                 target: p.name.clone(),
                 baseline_samples: 0,
                 post_samples: 0,
@@ -421,33 +478,57 @@ pub fn judge(base: &RunDir, post: &RunDir, opts: &Options) -> Result<Judged> {
                 shares: Vec::new(),
                 files: ProfileFiles::default(),
                 notes: vec![format!(
-                    "profiles not compared: no folded stacks in the {} (profiler {}); profile signals not evaluated",
-                    match (fb.is_some(), fp.is_some()) {
-                        (false, false) => "baseline or the post run",
-                        (false, true) => "baseline",
-                        _ => "post run",
-                    },
-                    if fb.is_none() {
-                        base.manifest.options.profiler.name()
-                    } else {
-                        post.manifest.options.profiler.name()
-                    }
+                    "profiles not compared: no folded stacks in the {missing} (profilers: {} and {}); profile signals not evaluated",
+                    base.manifest.options.profiler.name(),
+                    post.manifest.options.profiler.name()
                 )],
-            }),
+            });
+            return Ok(());
         }
-    }
-    for b in &base.manifest.targets {
-        if post.target(&b.name).is_none() {
-            lists.only_in_baseline.push(unmatched(
-                &b.name,
-                None,
-                "target not in the post run (--only, or removed from the plan)",
-            ));
-        }
-    }
+    };
+    let parse = |text: &str, run: &RunDir| {
+        Counts::parse(text).with_context(|| {
+            format!(
+                "the folded stacks of `{}` in {} are damaged",
+                p.name,
+                run.dir.display()
+            )
+        })
+    };
+    let (cb, cp) = (parse(&fb, base)?, parse(&fp, post)?);
+    out.signals.extend(profiles::signals(&p.name, &cb, &cp, t));
+    out.profiles.push(ProfileComparison {
+        target: p.name.clone(),
+        baseline_samples: cb.samples,
+        post_samples: cp.samples,
+        movers: profiles::movers(&cb, &cp, profiles::MOVERS),
+        shares: shares(base, post, &p.name),
+        files: ProfileFiles::default(),
+        notes: Vec::new(),
+    });
+    out.graphs.push(GraphJob {
+        target: p.name.clone(),
+        before_folded: fb,
+        after_folded: fp,
+        before_svg: base.file(b.profile.as_ref().and_then(|x| x.flamegraph.as_ref())),
+        after_svg: post.file(p.profile.as_ref().and_then(|x| x.flamegraph.as_ref())),
+        title: format!(
+            "{}: {} → {}",
+            p.name, base.manifest.label, post.manifest.label
+        ),
+    });
+    Ok(())
+}
 
-    // The plan's "E2E latency > 20 % slower", for every target that has such a limit.
-    for row in &lists.rows {
+/// The plan's "E2E latency > 20 % slower", for every target that has such a limit.
+fn latency_signals(
+    rows: &[TimingRow],
+    post: &RunDir,
+    opts: &Options,
+    blocked: Option<&str>,
+) -> Vec<Signal> {
+    let mut signals = Vec::new();
+    for row in rows {
         let Some(p) = post.target(&row.target) else {
             continue;
         };
@@ -477,33 +558,37 @@ pub fn judge(base: &RunDir, post: &RunDir, opts: &Options) -> Result<Judged> {
             evidence: Vec::new(),
         });
     }
+    signals
+}
 
-    let mut comparison = Comparison {
-        schema_version: SCHEMA_VERSION,
-        generated_at: crate::clock::now_rfc3339(),
-        command_line: opts.command_line.clone(),
-        baseline: summary(base),
-        post: summary(post),
-        comparability,
-        timings: lists.rows,
-        only_in_baseline: lists.only_in_baseline,
-        only_in_post: lists.only_in_post,
-        not_compared: lists.not_compared,
-        signals,
-        profiles: profiles_out,
-        outcome: Outcome {
-            status: Status::Pass,
-            exit_code: 0,
-            passes: 0,
-            improvements: 0,
-            inconclusive: 0,
-            regressions: 0,
-            signals_fired: 0,
-            message: String::new(),
-        },
+/// Says so when timings could not be corrected for CPU contention (a run without the data).
+fn contention_finding(
+    base: &RunDir,
+    post: &RunDir,
+    rows: &[TimingRow],
+) -> Option<comparability::Finding> {
+    let uncorrected = rows
+        .iter()
+        .any(|r| r.metric == Metric::CriterionTime && !r.contention_corrected);
+    if !uncorrected {
+        return None;
+    }
+    let recorded = |run: &RunDir| {
+        let all = run
+            .timings
+            .targets
+            .iter()
+            .flat_map(|t| &t.benchmarks)
+            .flat_map(|b| &b.runs)
+            .all(|r| r.usage.is_some());
+        if all { "recorded" } else { "not recorded" }.to_owned()
     };
-    comparison.outcome = outcome(&comparison);
-    Ok(Judged { comparison, graphs })
+    Some(comparability::Finding {
+        aspect: "CPU contention data".to_owned(),
+        baseline: recorded(base),
+        post: recorded(post),
+        effect: "timings compared as measured, without taking out waiting for a CPU".to_owned(),
+    })
 }
 
 /// Exit 1 when any benchmark regressed or any signal fired, else 0; the message is the
@@ -535,12 +620,9 @@ pub fn outcome(c: &Comparison) -> Outcome {
     );
     let failed = !regressions.is_empty() || !fired.is_empty();
     let message = if failed {
-        let mut parts = Vec::new();
-        if !regressions.is_empty() {
-            parts.push(format!("regression: {}", regressions.join("; ")));
-        }
+        let mut parts = regressions;
         if !fired.is_empty() {
-            parts.push(format!("signals: {}", fired.join("; ")));
+            parts.push(format!("signal fired: {}", fired.join("; ")));
         }
         format!("{} ({counts})", parts.join("; "))
     } else {
@@ -659,6 +741,14 @@ mod tests {
             .expect("judged")
             .comparison;
         assert!(!c.timings[0].contention_corrected);
+        assert!(
+            c.comparability
+                .findings
+                .iter()
+                .any(|f| f.aspect == "CPU contention data" && f.baseline == "not recorded"),
+            "{:?}",
+            c.comparability.findings
+        );
         assert_eq!(c.timings[0].judgement.verdict, Verdict::Regression);
         assert_eq!(c.outcome.exit_code, 1);
         assert!(
