@@ -1,6 +1,7 @@
 //! Reads criterion's results (`<home>/<bench dir>/new/estimates.json` and `benchmark.json`)
 //! and computes the spread of a benchmark across repeated runs.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -118,6 +119,31 @@ fn visit(home: &Path, dir: &Path, out: &mut Vec<BenchResult>) -> Result<()> {
     Ok(())
 }
 
+/// When criterion measured each benchmark, from the progress lines it writes to stderr
+/// (`Benchmarking ID: Collecting …` starts the samples, `Benchmarking ID: Analyzing` ends
+/// them), as (start, end) in the lines' own time unit, keyed by benchmark id.
+pub fn measurement_windows(lines: &[(f64, String)]) -> BTreeMap<String, (f64, f64)> {
+    let mut started: BTreeMap<String, f64> = BTreeMap::new();
+    let mut windows = BTreeMap::new();
+    for (t, line) in lines {
+        let Some((id, phase)) = line
+            .trim()
+            .strip_prefix("Benchmarking ")
+            .and_then(|rest| rest.rsplit_once(": "))
+        else {
+            continue;
+        };
+        if phase.starts_with("Collecting") {
+            started.insert(id.to_owned(), *t);
+        } else if phase == "Analyzing" {
+            if let Some(start) = started.remove(id) {
+                windows.insert(id.to_owned(), (start, *t));
+            }
+        }
+    }
+    windows
+}
+
 /// How far apart repeated runs are: (max - min) / median, in percent.
 pub fn spread_pct(values: &[f64]) -> Option<f64> {
     if values.len() < 2 {
@@ -227,6 +253,27 @@ mod tests {
         );
         assert_eq!(results[0].estimates.mean.point_estimate, 50.0);
         assert_eq!(results[1].id, "workload");
+    }
+
+    #[test]
+    fn measurement_windows_come_from_the_progress_lines() {
+        let lines: Vec<(f64, String)> = [
+            (0.0, "Benchmarking fixture/workload"),
+            (0.01, "Benchmarking fixture/workload: Warming up for 500.00 ms"),
+            (0.51, "Benchmarking fixture/workload: Collecting 10 samples in estimated 1.0041 s (13k iterations)"),
+            (1.52, "Benchmarking fixture/workload: Analyzing"),
+            (1.60, "Benchmarking a: b/c: Collecting 10 samples in estimated 1 s"),
+            (2.70, "Benchmarking a: b/c: Analyzing"),
+            (2.80, "Benchmarking never/finished: Collecting 10 samples"),
+            (2.90, "Gnuplot not found, using plotters backend"),
+        ]
+        .into_iter()
+        .map(|(t, l)| (t, l.to_owned()))
+        .collect();
+        let windows = measurement_windows(&lines);
+        assert_eq!(windows.len(), 2, "{windows:?}");
+        assert_eq!(windows["fixture/workload"], (0.51, 1.52));
+        assert_eq!(windows["a: b/c"], (1.60, 2.70), "ids may hold \": \"");
     }
 
     #[test]

@@ -330,7 +330,11 @@ fn new_hot_path(target: &str, before: &Counts, after: &Counts, t: &Thresholds) -
         .functions
         .keys()
         .filter(|f| {
-            after.self_pct(f) >= t.hot_path_pct && before.self_pct(f) < NEW_HOT_PATH_FLOOR_PCT
+            let (b, a) = (before.self_pct(f), after.self_pct(f));
+            // Beyond sampling noise too: 2 samples of 21 are 9.5 % of nothing much.
+            a >= t.hot_path_pct
+                && b < NEW_HOT_PATH_FLOOR_PCT
+                && a - b >= SIGMA * sigma_pts(b, before.samples, a, after.samples)
         })
         .map(|f| Evidence {
             name: f.clone(),
@@ -576,6 +580,20 @@ mod tests {
             !hot.fired && hot.summary.contains("reported only"),
             "{hot:?}"
         );
+    }
+
+    #[test]
+    fn a_new_hot_path_needs_enough_samples() {
+        // Seen on a lifecycle test that mostly waits for the database: 21 samples.
+        let before = counts("p;main;work 20\n");
+        let after = counts("p;main;work 19\np;main;do_syscall_64 2\n");
+        let s = signals("t", &before, &after, &thresholds());
+        let hot = find(&s, SignalKind::NewHotPath);
+        assert!(!hot.fired, "{hot:?}");
+        let before = counts("p;main;work 2000\n");
+        let after = counts("p;main;work 1900\np;main;do_syscall_64 200\n");
+        let s = signals("t", &before, &after, &thresholds());
+        assert!(find(&s, SignalKind::NewHotPath).fired, "{s:?}");
     }
 
     #[test]

@@ -89,6 +89,7 @@ pub fn benchmark(id: &str, runs: &[(f64, Option<f64>)]) -> BenchmarkTimings {
                     cpu_secs: 2.0 * f,
                     run_delay_secs: 2.0 * (1.0 - f),
                     threads: 1,
+                    measurement_phase: true,
                 }),
             })
             .collect(),

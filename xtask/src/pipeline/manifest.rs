@@ -191,9 +191,10 @@ pub struct RunEstimates {
     pub run: u32,
     pub typical_ns: f64,
     pub estimates: Estimates,
-    /// CPU time and waiting for a CPU of the whole run (all of the target's benchmarks), so
-    /// a comparison can take machine contention out; absent where it cannot be measured
-    /// and in runs recorded before it was.
+    /// The bench process's CPU time and waiting for a CPU while criterion measured this
+    /// benchmark (or over the whole run, see `measurement_phase`), so a comparison can take
+    /// machine contention out; absent where it cannot be measured and in runs recorded
+    /// before it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<RunUsage>,
 }

@@ -1,16 +1,20 @@
 //! CPU contention of a measured process: runs a command to completion while sampling, for
 //! every thread, the CPU time and the run-queue delay (time spent runnable but waiting for a
-//! CPU) from Linux's `/proc/<pid>/task/<tid>/schedstat`.
+//! CPU) from Linux's `/proc/<pid>/task/<tid>/schedstat`, as a time series, and timestamps
+//! each line the command writes to stderr (where criterion reports its phases).
 //!
 //! Why: criterion measures wall-clock time, and on a shared machine the same code measures
 //! 2× slower when other work competes for the cores (seen on the 2-core build machine:
 //! 36–93 µs for an unchanged bench within minutes). The run-queue delay is the part of that
 //! which is pure waiting for a CPU, independent of what the code does while it runs, so a
-//! comparison can take it out (see [`RunUsage::contention_factor`]).
+//! comparison can take it out (see [`RunUsage::contention_factor`]). The time series lets
+//! the timing pass take it over exactly the window criterion measured in, because bursts of
+//! other work during warm-up or analysis say nothing about the measurement.
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,11 +22,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-/// How often the threads are sampled. A thread's counters only grow, so the last sample
-/// before exit is what counts; 20 ms misses at most the last 20 ms of a run of seconds.
+/// How often the threads are sampled: fine enough for a measurement phase of a second.
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 
-/// What one run of a measured executable cost, summed over all of its threads.
+/// What a measured process cost over a stretch of time, summed over all of its threads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunUsage {
     pub wall_secs: f64,
@@ -32,10 +35,14 @@ pub struct RunUsage {
     pub run_delay_secs: f64,
     /// Threads seen during the run.
     pub threads: u32,
+    /// Whether this covers only criterion's measurement of the benchmark (from its progress
+    /// lines) rather than the whole run.
+    #[serde(default)]
+    pub measurement_phase: bool,
 }
 
 impl RunUsage {
-    /// The share of the run's wall time that was not spent waiting for a CPU, in (0, 1]:
+    /// The share of the wall time that was not spent waiting for a CPU, in (0, 1]:
     /// `1 − delay / max(wall, cpu + delay)`. Multiplying a wall-clock estimate by it removes
     /// the waiting. For a single-threaded process the delay lies on its critical path, so
     /// this is `(wall − delay) / wall`; for several threads runnable at once,
@@ -49,15 +56,67 @@ impl RunUsage {
     }
 }
 
-/// Runs `command` to completion, capturing its output, and measures its threads. The usage
-/// is `None` where `/proc/<pid>/task` cannot be read (macOS, restricted containers): the run
-/// itself is unaffected.
+/// One sample: seconds since the start, and the totals over all threads seen so far.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Point {
+    t: f64,
+    cpu_ns: u64,
+    delay_ns: u64,
+    threads: u32,
+}
+
+/// The CPU usage of a process over its run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    points: Vec<Point>,
+}
+
+impl Series {
+    /// Usage between `from` and `to` (seconds since the start), from the last sample at or
+    /// before `from` to the first at or after `to`.
+    pub fn between(&self, from: f64, to: f64) -> Option<RunUsage> {
+        let first = self.points.iter().rev().find(|p| p.t <= from)?;
+        let last = self.points.iter().find(|p| p.t >= to)?;
+        let wall = last.t - first.t;
+        (wall > 0.0).then(|| RunUsage {
+            wall_secs: wall,
+            cpu_secs: last.cpu_ns.saturating_sub(first.cpu_ns) as f64 / 1e9,
+            run_delay_secs: last.delay_ns.saturating_sub(first.delay_ns) as f64 / 1e9,
+            threads: last.threads,
+            measurement_phase: true,
+        })
+    }
+
+    /// Usage over the whole run of `wall_secs`.
+    pub fn total(&self, wall_secs: f64) -> Option<RunUsage> {
+        let last = self.points.last()?;
+        Some(RunUsage {
+            wall_secs,
+            cpu_secs: last.cpu_ns as f64 / 1e9,
+            run_delay_secs: last.delay_ns as f64 / 1e9,
+            threads: last.threads,
+            measurement_phase: false,
+        })
+    }
+}
+
+/// A finished run: its output, its CPU usage over time (empty where `/proc/<pid>/task`
+/// cannot be read: macOS, restricted containers) and its stderr lines with the time each
+/// arrived, in seconds since the start.
+pub struct Measured {
+    pub output: Output,
+    pub wall_secs: f64,
+    pub series: Series,
+    pub stderr_lines: Vec<(f64, String)>,
+}
+
+/// Runs `command` to completion, capturing its output, and measures its threads.
 ///
-/// xshell cannot hand out the child's pid while it runs, hence `std::process` here; the
-/// command is still built with xshell's `cmd!` and converted.
-pub fn run(mut command: Command) -> Result<(Output, Option<RunUsage>)> {
+/// xshell cannot hand out the child's pid while it runs or stream its stderr, hence
+/// `std::process` here; the command is still built with xshell's `cmd!` and converted.
+pub fn run(mut command: Command) -> Result<Measured> {
     let started = Instant::now();
-    let child = command
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -69,30 +128,63 @@ pub fn run(mut command: Command) -> Result<(Output, Option<RunUsage>)> {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
             let mut threads: HashMap<String, (u64, u64)> = HashMap::new();
-            let mut readable = false;
+            let mut points = Vec::new();
             loop {
-                readable |= sample(pid, &mut threads);
+                if sample(pid, &mut threads) {
+                    points.push(Point {
+                        t: started.elapsed().as_secs_f64(),
+                        cpu_ns: threads.values().map(|(cpu, _)| cpu).sum(),
+                        delay_ns: threads.values().map(|(_, delay)| delay).sum(),
+                        threads: threads.len() as u32,
+                    });
+                }
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
                 std::thread::sleep(SAMPLE_EVERY);
             }
-            readable.then_some(threads)
+            Series { points }
         })
     };
-    let output = child.wait_with_output();
-    let wall = started.elapsed();
-    stop.store(true, Ordering::SeqCst);
-    // The final sample races with the reaped pid; a sample of nothing keeps what was seen.
-    let threads = sampler.join().ok().flatten();
-    let output = output.with_context(|| format!("waiting for {:?}", command.get_program()))?;
-    let usage = threads.filter(|t| !t.is_empty()).map(|t| RunUsage {
-        wall_secs: wall.as_secs_f64(),
-        cpu_secs: t.values().map(|(cpu, _)| *cpu).sum::<u64>() as f64 / 1e9,
-        run_delay_secs: t.values().map(|(_, delay)| *delay).sum::<u64>() as f64 / 1e9,
-        threads: t.len() as u32,
+    let stdout = child.stdout.take().context("capturing stdout")?;
+    let stderr = child.stderr.take().context("capturing stderr")?;
+    let stdout_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = BufReader::new(stdout).read_to_end(&mut bytes);
+        bytes
     });
-    Ok((output, usage))
+    let stderr_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let mut lines = Vec::new();
+        let mut reader = BufReader::new(stderr);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            lines.push((
+                started.elapsed().as_secs_f64(),
+                String::from_utf8_lossy(&line).trim_end().to_owned(),
+            ));
+            bytes.extend_from_slice(&line);
+            line.clear();
+        }
+        (bytes, lines)
+    });
+    let status: std::io::Result<ExitStatus> = child.wait();
+    let wall_secs = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::SeqCst);
+    let series = sampler.join().unwrap_or_default();
+    let stdout = stdout_reader.join().unwrap_or_default();
+    let (stderr, stderr_lines) = stderr_reader.join().unwrap_or_default();
+    let status = status.with_context(|| format!("waiting for {:?}", command.get_program()))?;
+    Ok(Measured {
+        output: Output {
+            status,
+            stdout,
+            stderr,
+        },
+        wall_secs,
+        series,
+        stderr_lines,
+    })
 }
 
 /// Reads every thread's `schedstat` once; keeps the largest values seen per thread (a
@@ -138,6 +230,7 @@ mod tests {
             cpu_secs: cpu,
             run_delay_secs: delay,
             threads: 1,
+            measurement_phase: false,
         }
     }
 
@@ -156,6 +249,37 @@ mod tests {
     }
 
     #[test]
+    fn a_window_of_the_series_takes_only_its_own_waiting() {
+        let point = |t: f64, cpu: f64, delay: f64| Point {
+            t,
+            cpu_ns: (cpu * 1e9) as u64,
+            delay_ns: (delay * 1e9) as u64,
+            threads: 1,
+        };
+        // Quiet until 1 s, then a burst of other work halves the CPU it gets.
+        let series = Series {
+            points: vec![
+                point(0.0, 0.0, 0.0),
+                point(1.0, 1.0, 0.0),
+                point(2.0, 1.5, 0.5),
+                point(3.0, 2.0, 1.0),
+            ],
+        };
+        let quiet = series.between(0.0, 1.0).expect("window");
+        assert_eq!(quiet.contention_factor(), 1.0);
+        assert!(quiet.measurement_phase);
+        let busy = series.between(1.2, 2.8).expect("window");
+        assert!((busy.wall_secs - 2.0).abs() < 1e-9, "{busy:?}");
+        assert!((busy.contention_factor() - 0.5).abs() < 1e-9, "{busy:?}");
+        let total = series.total(3.0).expect("total");
+        assert!(
+            (total.contention_factor() - 2.0 / 3.0).abs() < 1e-9,
+            "{total:?}"
+        );
+        assert!(series.between(5.0, 6.0).is_none(), "after the last sample");
+    }
+
+    #[test]
     fn parses_schedstat() {
         assert_eq!(parse("637141 4369148 2\n"), Some((637141, 4369148)));
         assert_eq!(parse("garbage"), None);
@@ -163,19 +287,26 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn measures_a_busy_child() {
-        // A shell loop that burns CPU for a moment: its CPU time must be seen.
+    fn measures_a_busy_child_and_times_its_stderr() {
+        // A shell loop that burns CPU between two lines on stderr.
         let mut command = Command::new("sh");
         command.args([
             "-c",
-            "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo done",
+            "echo start >&2; i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo end >&2; echo done",
         ]);
-        let (output, usage) = run(command).expect("runs");
-        assert!(output.status.success());
-        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "done");
-        let usage = usage.expect("schedstat is readable on Linux");
+        let m = run(command).expect("runs");
+        assert!(m.output.status.success());
+        assert_eq!(String::from_utf8_lossy(&m.output.stdout).trim(), "done");
+        assert_eq!(String::from_utf8_lossy(&m.output.stderr), "start\nend\n");
+        let lines: Vec<&str> = m.stderr_lines.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(lines, ["start", "end"]);
+        let (start, end) = (m.stderr_lines[0].0, m.stderr_lines[1].0);
+        assert!(end > start);
+        let usage = m
+            .series
+            .total(m.wall_secs)
+            .expect("schedstat is readable on Linux");
         assert!(usage.cpu_secs > 0.0, "{usage:?}");
-        assert!(usage.wall_secs >= usage.cpu_secs * 0.5, "{usage:?}");
         let f = usage.contention_factor();
         assert!(f > 0.0 && f <= 1.0, "{f}");
     }

@@ -1,8 +1,10 @@
 //! The timing pass: the criterion bench executable run directly, without a profiler,
 //! several times, each run with its own `CRITERION_HOME` so runs never mix. Estimates are
-//! copied into the output directory and the spread across runs decides "noisy". Each run's
-//! CPU time and waiting for a CPU are recorded with it (`schedstat`).
+//! copied into the output directory and the spread across runs decides "noisy". With each
+//! benchmark's estimate goes its process's CPU time and waiting for a CPU during
+//! criterion's measurement of it (`schedstat`).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -78,12 +80,13 @@ impl TimingPass<'_> {
                 .join(format!("timing-run-{run}.log"));
             // Run while sampling its threads, so the comparison can tell a slower program
             // from a busier machine.
-            let (output, usage) = schedstat::run(command.into())
+            let measured = schedstat::run(command.into())
                 .with_context(|| format!("running {}", exe.display()))?;
+            let output = &measured.output;
             self.env.log(
                 &log,
                 &format!("{} {}", exe.display(), args.join(" ")),
-                &output,
+                output,
             )?;
             if !output.status.success() {
                 bail!(
@@ -118,6 +121,20 @@ impl TimingPass<'_> {
                 std::fs::copy(&r.benchmark_file, dest.join("benchmark.json"))
                     .with_context(|| format!("copying {}", r.benchmark_file.display()))?;
             }
+            // Each benchmark's contention over criterion's measurement of it, where its
+            // progress lines show when that was; else over the whole run.
+            let windows = criterion::measurement_windows(&measured.stderr_lines);
+            let whole = measured.series.total(measured.wall_secs);
+            let usage: BTreeMap<String, RunUsage> = results
+                .iter()
+                .filter_map(|r| {
+                    windows
+                        .get(&r.id)
+                        .and_then(|(from, to)| measured.series.between(*from, *to))
+                        .or_else(|| whole.clone())
+                        .map(|u| (r.id.clone(), u))
+                })
+                .collect();
             per_run.push(results);
             usages.push(usage);
         }
@@ -137,11 +154,12 @@ impl TimingPass<'_> {
 }
 
 /// Groups the runs' results by benchmark id and measures how far the runs disagree.
-/// `usages[i]` is what run `i + 1` cost (see `schedstat`), when it could be measured.
+/// `usages[i]` holds what each benchmark of run `i + 1` cost (see `schedstat`), where it
+/// could be measured.
 pub fn summarise(
     target: &Target,
     per_run: &[Vec<criterion::BenchResult>],
-    usages: &[Option<RunUsage>],
+    usages: &[BTreeMap<String, RunUsage>],
 ) -> TargetTimings {
     let mut ids: Vec<&str> = per_run.iter().flatten().map(|r| r.id.as_str()).collect();
     ids.sort_unstable();
@@ -157,7 +175,7 @@ pub fn summarise(
                         run: i as u32 + 1,
                         typical_ns: r.estimates.typical().point_estimate,
                         estimates: r.estimates.clone(),
-                        usage: usages.get(i).cloned().flatten(),
+                        usage: usages.get(i).and_then(|u| u.get(id)).cloned(),
                     })
                 })
                 .collect();
