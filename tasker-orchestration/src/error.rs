@@ -17,6 +17,14 @@ pub enum OrchestrationError {
     },
     #[error("invalid task request: {0}")]
     InvalidRequest(String),
+    #[error(
+        "processing result message {msg_id} of queue {queue} failed in the database: {reason}"
+    )]
+    ResultFailed {
+        msg_id: i64,
+        queue: String,
+        reason: String,
+    },
     #[error(transparent)]
     Data(#[from] TaskerError),
 }

@@ -1,5 +1,6 @@
 //! One step's cycle, in three phases that benchmarks can time separately: claim (the step
-//! moves to in_progress and its inputs are loaded, one round trip), execute (the handler, under
+//! moves to in_progress and its inputs are loaded, one round trip; [`claim_next`] also reads
+//! the messages in that round trip), execute (the handler, under
 //! a timeout, with panics caught), submit (result stored, step moved on, result message sent
 //! and the step message acknowledged, atomically, one round trip).
 
@@ -62,13 +63,50 @@ pub async fn claim(
         queue.delete(pool, message.msg_id).await?;
         return Ok(None);
     };
+    Ok(Some(claimed_step(queue, message.msg_id, step, row)))
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimNextRow {
+    msg_id: i64,
+    workflow_step_uuid: uuid::Uuid,
+    #[sqlx(flatten)]
+    claim: ClaimRow,
+}
+
+/// Reads up to `limit` messages from `queue` (hidden for `visibility_timeout`) and claims
+/// their steps, in one round trip (`tasker.claim_next_steps`). Messages whose steps are not
+/// claimable are deleted on the way, and ones that name no step archived.
+pub async fn claim_next(
+    pool: &PgPool,
+    queue: &Queue,
+    visibility_timeout: Duration,
+    limit: i32,
+    worker_id: &str,
+) -> WorkerResult<Vec<ClaimedStep>> {
+    let rows: Vec<ClaimNextRow> =
+        sqlx::query_as("SELECT * FROM tasker.claim_next_steps($1, $2, $3, $4)")
+            .bind(queue.name())
+            .bind(visibility_timeout.as_secs_f64())
+            .bind(limit)
+            .bind(worker_id)
+            .fetch_all(pool)
+            .await
+            .db_context(format!("claiming steps from queue {}", queue.name()))?;
+    Ok(rows
+        .into_iter()
+        .map(|row| claimed_step(queue, row.msg_id, row.workflow_step_uuid, row.claim))
+        .collect())
+}
+
+fn claimed_step(queue: &Queue, msg_id: i64, step: uuid::Uuid, row: ClaimRow) -> ClaimedStep {
     let dependency_results: HashMap<String, Value> = match row.dependency_results {
         Value::Object(map) => map.into_iter().collect(),
         _ => HashMap::new(),
     };
-    Ok(Some(ClaimedStep {
+    ClaimedStep {
         queue: queue.clone(),
-        msg_id: message.msg_id,
+        msg_id,
         handler: row.handler,
         timeout: row
             .timeout_ms
@@ -83,7 +121,7 @@ pub async fn claim(
             step_config: row.configuration,
             dependency_results,
         },
-    }))
+    }
 }
 
 /// Runs the step's handler. A missing handler, a panic or a timeout is a failed result like

@@ -9,14 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tasker_shared::messaging::{
-    namespace_queue_name, Queue, QueueListener, QueueMessage, StepMessage,
-};
+use tasker_shared::messaging::{namespace_queue_name, Queue, QueueListener};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::error::{WorkerError, WorkerResult};
-use crate::executor::{claim, execute, submit};
+use crate::executor::{claim_next, execute, submit, ClaimedStep};
 use crate::registry::HandlerRegistry;
 
 /// How a worker behaves.
@@ -144,7 +142,8 @@ impl WorkerLoop {
         tracing::debug!("worker loop stopped");
     }
 
-    /// Reads up to `free` messages across the queues and starts a task per message.
+    /// Claims up to `free` steps across the queues (read and claim in one round trip per
+    /// queue) and starts a task per step.
     async fn claim_batch(&mut self, free: usize) -> usize {
         let mut started = 0;
         for queue in &self.queues {
@@ -152,28 +151,27 @@ impl WorkerLoop {
             if want == 0 {
                 break;
             }
-            let batch = match queue
-                .read_raw(&self.pool, self.config.visibility_timeout, want as i32)
-                .await
+            let claimed = match claim_next(
+                &self.pool,
+                queue,
+                self.config.visibility_timeout,
+                want as i32,
+                &self.config.worker_id,
+            )
+            .await
             {
-                Ok(batch) => batch,
+                Ok(claimed) => claimed,
                 Err(error) => {
-                    tracing::error!(%error, queue = queue.name(), "reading step messages failed");
+                    // claimed messages reappear after their visibility timeout
+                    tracing::error!(%error, queue = queue.name(), "claiming steps failed");
                     continue;
                 }
             };
-            for raw in batch {
-                let msg_id = raw.msg_id;
-                let message = match queue.decode::<StepMessage>(raw) {
-                    Ok(message) => message,
-                    Err(error) => {
-                        tracing::error!(%error, msg_id, "undecodable step message; archiving it");
-                        let _ = queue.archive(&self.pool, msg_id).await;
-                        continue;
-                    }
-                };
+            for step in claimed {
+                // the permits were free when `free` was counted and only this loop takes them
                 let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-                    break;
+                    tracing::error!(step = %step.context.workflow_step_uuid, "no permit for a claimed step; it reappears after its visibility timeout");
+                    continue;
                 };
                 started += 1;
                 let job = StepJob {
@@ -183,7 +181,7 @@ impl WorkerLoop {
                     queue: queue.clone(),
                 };
                 tokio::spawn(async move {
-                    job.run(message).await;
+                    job.run(step).await;
                     drop(permit);
                 });
             }
@@ -200,20 +198,11 @@ struct StepJob {
 }
 
 impl StepJob {
-    async fn run(self, message: QueueMessage<StepMessage>) {
-        let step = message.message.workflow_step_uuid;
+    async fn run(self, claimed: ClaimedStep) {
+        let step = claimed.context.workflow_step_uuid;
         let worker_id = &self.config.worker_id;
-        let claimed = match claim(&self.pool, &self.queue, &message, worker_id).await {
-            Ok(Some(claimed)) => claimed,
-            Ok(None) => return,
-            Err(error) => {
-                // the message reappears after its visibility timeout
-                tracing::error!(%error, %step, "claiming a step failed");
-                return;
-            }
-        };
         tracing::trace!(%step, "step claimed");
-        let heartbeat = self.spawn_heartbeat(message.msg_id);
+        let heartbeat = self.spawn_heartbeat(claimed.msg_id);
         let outcome = execute(&self.registry, &claimed, self.config.handler_timeout).await;
         heartbeat.abort();
         if let Err(error) = &outcome {

@@ -11,18 +11,17 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::time::Duration;
 
-use futures::StreamExt;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tasker_shared::error::DbContext;
-use tasker_shared::messaging::{Queue, StepResultMessage, RESULTS_QUEUE, TASKS_READY_CHANNEL};
+use tasker_shared::messaging::{Queue, RESULTS_QUEUE, TASKS_READY_CHANNEL};
 use tasker_shared::sql_functions::get_next_ready_tasks;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::lifecycle::result_processor::{decode_result, ResultOutcome, ResultProcessor};
+use super::lifecycle::result_processor::{ProcessedMessage, ResultOutcome, ResultProcessor};
 use super::lifecycle::step_enqueuer::StepEnqueuer;
 use super::lifecycle::task_finalizer::FinalizeOutcome;
 use crate::error::OrchestrationResult;
@@ -195,59 +194,69 @@ impl LoopState {
         }
     }
 
+    /// Processes every waiting result, a batch per round trip. A full batch means a backlog:
+    /// then `result_concurrency` callers drain it side by side (results of one task still
+    /// serialise on its row lock; the queue hands each message to one caller).
     async fn drain_results(&mut self) {
-        loop {
-            let batch = match self
-                .results
-                .read_raw(
-                    &self.pool,
-                    self.config.visibility_timeout,
-                    self.config.result_batch,
-                )
-                .await
-            {
-                Ok(batch) => batch,
-                Err(error) => {
-                    tracing::error!(%error, "reading step results failed");
-                    return;
-                }
-            };
-            if batch.is_empty() {
-                return;
-            }
-            let mut decoded = Vec::with_capacity(batch.len());
-            for raw in batch {
-                let msg_id = raw.msg_id;
-                match decode_result(&self.results, raw) {
-                    Some(message) => decoded.push(message),
-                    // keep it for inspection instead of retrying it forever
-                    None => {
-                        let _ = self.results.archive(&self.pool, msg_id).await;
+        let limit = self.config.result_batch.max(1);
+        let first = self.process_batch(limit).await;
+        if first < limit as usize {
+            return;
+        }
+        let callers = self.config.result_concurrency.max(1);
+        let (processor, results, vt) = (
+            &self.processor,
+            &self.results,
+            self.config.visibility_timeout,
+        );
+        let outcomes = futures::future::join_all((0..callers).map(|_| async move {
+            let mut all = Vec::new();
+            loop {
+                match processor.process_next(results, vt, limit).await {
+                    Ok(batch) => {
+                        let full = batch.len() >= limit as usize;
+                        all.extend(batch);
+                        if !full {
+                            return all;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "processing step results failed");
+                        return all;
                     }
                 }
             }
-            let (processor, results) = (&self.processor, &self.results);
-            let outcomes: Vec<_> = futures::stream::iter(decoded)
-                .map(|message| async move {
-                    let outcome = processor.process_message(results, &message).await;
-                    (message.message, outcome)
-                })
-                .buffer_unordered(self.config.result_concurrency.max(1))
-                .collect()
-                .await;
-            tracing::trace!(count = outcomes.len(), "step results processed");
-            for (message, outcome) in outcomes {
-                self.after_result(&message, outcome);
+        }))
+        .await;
+        for processed in outcomes.into_iter().flatten() {
+            self.after_result(processed);
+        }
+    }
+
+    /// One round trip's worth of results; returns how many messages it took.
+    async fn process_batch(&mut self, limit: i32) -> usize {
+        match self
+            .processor
+            .process_next(&self.results, self.config.visibility_timeout, limit)
+            .await
+        {
+            Ok(batch) => {
+                let taken = batch.len();
+                tracing::trace!(count = taken, "step results processed");
+                for processed in batch {
+                    self.after_result(processed);
+                }
+                taken
+            }
+            Err(error) => {
+                tracing::error!(%error, "processing step results failed");
+                0
             }
         }
     }
 
-    fn after_result(
-        &mut self,
-        message: &StepResultMessage,
-        outcome: OrchestrationResult<ResultOutcome>,
-    ) {
-        match outcome {
+    fn after_result(&mut self, processed: ProcessedMessage) {
+        match processed.outcome {
             Ok(ResultOutcome::Processed { retry_at, task, .. }) => {
                 let finalize_retry = match task {
                     FinalizeOutcome::WaitingForRetry { next_retry_at } => next_retry_at,
@@ -261,7 +270,7 @@ impl LoopState {
             Ok(ResultOutcome::Ignored { .. }) => {}
             Err(error) => {
                 // the message stays claimed and comes back after the visibility timeout
-                tracing::error!(%error, step = %message.workflow_step_uuid, "processing a step result failed");
+                tracing::error!(%error, msg_id = processed.msg_id, step = ?processed.workflow_step_uuid, "processing a step result failed");
             }
         }
     }

@@ -2,26 +2,24 @@
 //! error; the task is then re-evaluated in the same transaction: newly ready dependents are
 //! enqueued, or the task is finalised.
 //!
-//! Results for one task are processed one at a time (the task row is locked first), so two
-//! branches of a diamond finishing together cannot both conclude "the other is still running"
-//! and leave the join step unenqueued. A result that does not match the step's state (a
-//! duplicate or a late message) changes nothing.
+//! All of it is one call to `tasker.process_step_result` (migration
+//! `20261127000005_orchestration_cycle.sql`), one round trip instead of nine. Results for one
+//! task are processed one at a time (the task row is locked first), so two branches of a
+//! diamond finishing together cannot both conclude "the other is still running" and leave the
+//! join step unenqueued. A result that does not match the step's state (a duplicate or a late
+//! message) changes nothing.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use tasker_shared::error::DbContext;
 use tasker_shared::messaging::{Queue, QueueMessage, StepOutcome, StepResultMessage};
-use tasker_shared::sql_functions::{get_step_readiness_status, ExecutionStatus};
-use tasker_shared::state::{transition_step, StepState, TaskState};
-use tasker_shared::templates::RetryPolicy;
+use tasker_shared::state::StepState;
 use uuid::Uuid;
 
-use super::step_enqueuer::StepEnqueuer;
-use super::task_finalizer::{FinalizeOutcome, TaskFinalizer};
-use crate::error::OrchestrationResult;
+use super::task_finalizer::FinalizeOutcome;
+use crate::error::{OrchestrationError, OrchestrationResult};
 
 /// What processing one result did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,195 +37,170 @@ pub enum ResultOutcome {
     },
 }
 
+/// What `tasker.process_step_result` returns.
 #[derive(sqlx::FromRow)]
-struct StepRow {
-    task_state: String,
-    namespace: String,
-    step_state: String,
-    attempts: i32,
-    max_attempts: i32,
-    retryable: bool,
-    backoff_base_ms: i32,
-    backoff_max_ms: i32,
+struct ProcessedRow {
+    ignored_reason: Option<String>,
+    step_state: Option<String>,
+    enqueued: Option<Vec<Uuid>>,
+    task_outcome: Option<String>,
+    next_retry_at: Option<DateTime<Utc>>,
+    retry_at: Option<DateTime<Utc>>,
 }
 
 /// Processes step results.
 #[derive(Clone)]
 pub struct ResultProcessor {
     pool: PgPool,
-    enqueuer: StepEnqueuer,
-    finalizer: TaskFinalizer,
     processor: Arc<str>,
 }
 
 impl ResultProcessor {
     pub fn new(pool: PgPool, processor: &str) -> Self {
         Self {
-            enqueuer: StepEnqueuer::new(pool.clone(), processor),
-            finalizer: TaskFinalizer::new(processor),
             pool,
             processor: processor.into(),
         }
     }
 
-    /// Processes a result in its own transaction.
+    /// Processes a result; one statement, so one transaction.
     pub async fn process(&self, result: &StepResultMessage) -> OrchestrationResult<ResultOutcome> {
-        let mut tx = self
+        let mut conn = self
             .pool
-            .begin()
+            .acquire()
             .await
-            .db_context("starting result processing")?;
-        let outcome = self.process_in(&mut tx, result).await?;
-        tx.commit()
-            .await
-            .db_context("committing result processing")?;
-        Ok(outcome)
+            .db_context("acquiring a connection for result processing")?;
+        self.call(&mut conn, result, None).await
     }
 
     /// Processes a message claimed from the results queue and deletes it in the same
-    /// transaction, so a crash in between leaves the message to be processed again (and a
+    /// statement, so a crash in between leaves the message to be processed again (and a
     /// replay finds the step already moved and is ignored).
     pub async fn process_message(
         &self,
         queue: &Queue,
         message: &QueueMessage<StepResultMessage>,
     ) -> OrchestrationResult<ResultOutcome> {
-        let mut tx = self
+        let mut conn = self
             .pool
-            .begin()
+            .acquire()
             .await
-            .db_context("starting result processing")?;
-        let outcome = self.process_in(&mut tx, &message.message).await?;
-        queue.delete(&mut *tx, message.msg_id).await?;
-        tx.commit()
+            .db_context("acquiring a connection for result processing")?;
+        self.call(&mut conn, &message.message, Some((queue, message.msg_id)))
             .await
-            .db_context("committing result processing")?;
-        Ok(outcome)
     }
 
-    /// Processes a result on the caller's connection (inside its transaction).
+    /// Processes a result on the caller's connection (inside its transaction, if any).
     pub async fn process_in(
         &self,
         conn: &mut PgConnection,
         result: &StepResultMessage,
     ) -> OrchestrationResult<ResultOutcome> {
-        let row: Option<StepRow> = sqlx::query_as(
-            "SELECT t.current_state AS task_state, ns.name AS namespace,
-                    s.current_state AS step_state, s.attempts, s.max_attempts, s.retryable,
-                    s.backoff_base_ms, s.backoff_max_ms
-               FROM tasker.workflow_steps s
-               JOIN tasker.tasks t ON t.task_uuid = s.task_uuid
-               JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
-               JOIN tasker.namespaces ns ON ns.namespace_uuid = nt.namespace_uuid
-              WHERE s.workflow_step_uuid = $1 AND s.task_uuid = $2
-                FOR UPDATE OF t, s",
-        )
-        .bind(result.workflow_step_uuid)
-        .bind(result.task_uuid)
-        .fetch_optional(&mut *conn)
-        .await
-        .db_context(format!("locking step {}", result.workflow_step_uuid))?;
-        let Some(row) = row else {
-            return Ok(ignored("no such step in that task"));
-        };
-        let step_state: StepState = row
-            .step_state
-            .parse()
-            .map_err(tasker_shared::TaskerError::from)?;
-        let task_state: TaskState = row
-            .task_state
-            .parse()
-            .map_err(tasker_shared::TaskerError::from)?;
-        if result.attempt != row.attempts {
-            return Ok(ignored(&format!(
-                "result of attempt {} but the step is on attempt {}",
-                result.attempt, row.attempts
-            )));
-        }
-
-        let mut retry_at = None;
-        let target = match (result.outcome, step_state) {
-            (StepOutcome::Success, StepState::EnqueuedForOrchestration) => StepState::Complete,
-            (
-                StepOutcome::RetryableFailure | StepOutcome::PermanentFailure,
-                StepState::EnqueuedAsErrorForOrchestration,
-            ) => {
-                let can_retry = result.outcome == StepOutcome::RetryableFailure
-                    && row.retryable
-                    && row.attempts < row.max_attempts;
-                if can_retry {
-                    let policy = RetryPolicy {
-                        retryable: true,
-                        max_attempts: row.max_attempts.max(1) as u32,
-                        backoff_base_ms: row.backoff_base_ms.max(0) as u32,
-                        backoff_max_ms: row.backoff_max_ms.max(0) as u32,
-                    };
-                    let delay_ms = policy.backoff_ms(row.attempts.max(1) as u32);
-                    retry_at = Some(
-                        sqlx::query_scalar(
-                            "UPDATE tasker.workflow_steps
-                                SET next_retry_at = now() + make_interval(secs => $2)
-                              WHERE workflow_step_uuid = $1
-                          RETURNING next_retry_at",
-                        )
-                        .bind(result.workflow_step_uuid)
-                        .bind(delay_ms as f64 / 1000.0)
-                        .fetch_one(&mut *conn)
-                        .await
-                        .db_context("scheduling the retry")?,
-                    );
-                    StepState::WaitingForRetry
-                } else {
-                    StepState::Error
-                }
-            }
-            (outcome, state) => {
-                return Ok(ignored(&format!(
-                    "{outcome:?} result but the step is {state}"
-                )))
-            }
-        };
-        let metadata = result
-            .error
-            .as_ref()
-            .map(|e| serde_json::json!({ "error": e }));
-        transition_step(
-            &mut *conn,
-            result.workflow_step_uuid,
-            &[step_state],
-            target,
-            &self.processor,
-            metadata.as_ref(),
-        )
-        .await?;
-
-        let readiness = get_step_readiness_status(&mut *conn, result.task_uuid, None).await?;
-        let mut enqueued = Vec::new();
-        let task = match ExecutionStatus::from_readiness(&readiness) {
-            ExecutionStatus::HasReadySteps if task_state == TaskState::StepsInProcess => {
-                enqueued = self
-                    .enqueuer
-                    .enqueue_steps(&mut *conn, result.task_uuid, &row.namespace, &readiness)
-                    .await?;
-                FinalizeOutcome::NotFinished
-            }
-            // a task in any other state is not ours to enqueue for: the pick-up path owns it
-            ExecutionStatus::HasReadySteps | ExecutionStatus::Processing => {
-                FinalizeOutcome::NotFinished
-            }
-            _ => {
-                self.finalizer
-                    .finalize(&mut *conn, result.task_uuid, task_state, &readiness)
-                    .await?
-            }
-        };
-        Ok(ResultOutcome::Processed {
-            step_state: target,
-            enqueued,
-            task,
-            retry_at,
-        })
+        self.call(conn, result, None).await
     }
+
+    async fn call(
+        &self,
+        conn: &mut PgConnection,
+        result: &StepResultMessage,
+        message: Option<(&Queue, i64)>,
+    ) -> OrchestrationResult<ResultOutcome> {
+        let outcome = match result.outcome {
+            StepOutcome::Success => "success",
+            StepOutcome::RetryableFailure => "retryable_failure",
+            StepOutcome::PermanentFailure => "permanent_failure",
+        };
+        let row: ProcessedRow = sqlx::query_as(
+            "SELECT * FROM tasker.process_step_result($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(result.task_uuid)
+        .bind(result.workflow_step_uuid)
+        .bind(result.attempt)
+        .bind(outcome)
+        .bind(result.error.as_ref())
+        .bind(&*self.processor)
+        .bind(message.map(|(queue, _)| queue.name()))
+        .bind(message.map(|(_, msg_id)| msg_id))
+        .fetch_one(&mut *conn)
+        .await
+        .db_context(format!(
+            "processing the result of step {}",
+            result.workflow_step_uuid
+        ))?;
+        outcome_of(row)
+    }
+}
+
+/// One result of [`ResultProcessor::process_next`]: which message and step, and what
+/// processing it did (an error leaves the message hidden until its visibility timeout).
+#[derive(Debug)]
+pub struct ProcessedMessage {
+    pub msg_id: i64,
+    pub workflow_step_uuid: Option<Uuid>,
+    pub outcome: OrchestrationResult<ResultOutcome>,
+}
+
+#[derive(sqlx::FromRow)]
+struct NextRow {
+    msg_id: i64,
+    workflow_step_uuid: Option<Uuid>,
+    error: Option<String>,
+    #[sqlx(flatten)]
+    processed: ProcessedRow,
+}
+
+impl ResultProcessor {
+    /// Claims up to `limit` messages from the results queue and processes them, in one round
+    /// trip (`tasker.process_next_results`); each result is its own subtransaction there.
+    pub async fn process_next(
+        &self,
+        queue: &Queue,
+        visibility_timeout: std::time::Duration,
+        limit: i32,
+    ) -> OrchestrationResult<Vec<ProcessedMessage>> {
+        let rows: Vec<NextRow> =
+            sqlx::query_as("SELECT * FROM tasker.process_next_results($1, $2, $3, $4)")
+                .bind(queue.name())
+                .bind(visibility_timeout.as_secs_f64())
+                .bind(limit)
+                .bind(&*self.processor)
+                .fetch_all(&self.pool)
+                .await
+                .db_context(format!("processing results from queue {}", queue.name()))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ProcessedMessage {
+                msg_id: row.msg_id,
+                workflow_step_uuid: row.workflow_step_uuid,
+                outcome: match row.error {
+                    Some(reason) => Err(OrchestrationError::ResultFailed {
+                        msg_id: row.msg_id,
+                        queue: queue.name().to_owned(),
+                        reason,
+                    }),
+                    None => outcome_of(row.processed),
+                },
+            })
+            .collect())
+    }
+}
+
+fn outcome_of(row: ProcessedRow) -> OrchestrationResult<ResultOutcome> {
+    if let Some(reason) = row.ignored_reason {
+        return Ok(ignored(&reason));
+    }
+    let step_state: StepState = row
+        .step_state
+        .as_deref()
+        .unwrap_or_default()
+        .parse()
+        .map_err(tasker_shared::TaskerError::from)?;
+    Ok(ResultOutcome::Processed {
+        step_state,
+        enqueued: row.enqueued.unwrap_or_default(),
+        task: FinalizeOutcome::from_sql(row.task_outcome.as_deref(), row.next_retry_at),
+        retry_at: row.retry_at,
+    })
 }
 
 fn ignored(reason: &str) -> ResultOutcome {
@@ -237,23 +210,9 @@ fn ignored(reason: &str) -> ResultOutcome {
     }
 }
 
-/// Decodes a raw results-queue message; `None` for a message that is not a step result.
-pub fn decode_result(
-    queue: &Queue,
-    raw: QueueMessage<Value>,
-) -> Option<QueueMessage<StepResultMessage>> {
-    match queue.decode(raw) {
-        Ok(message) => Some(message),
-        Err(error) => {
-            tracing::error!(%error, "undecodable message on the results queue");
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value};
     use tasker_worker::StepError;
 
     use super::*;
@@ -433,5 +392,75 @@ mod tests {
         assert_eq!(transitions_before, transitions_after);
         assert_eq!(h.queued_steps().await, ["b"], "b enqueued once, not twice");
         assert_eq!(h.task_state(task).await, "steps_in_process");
+    }
+
+    #[tokio::test]
+    async fn process_next_takes_a_batch_archives_junk_and_isolates_a_failing_result() {
+        let h = Harness::new().await;
+        let task = started(&h, "diamond").await;
+        h.work("start", Ok(json!({"v": 1}))).await;
+        h.results
+            .send(h.pool(), &json!({"not": "a result"}))
+            .await
+            .unwrap();
+        // a well-formed result whose processing fails in the database: the task is parked in
+        // a state the state machine cannot finalise from, so finalising raises
+        let other = started(&h, "linear").await;
+        h.work("a", Err(StepError::permanent("no"))).await;
+        sqlx::query("UPDATE tasker.tasks SET current_state = 'pending' WHERE task_uuid = $1")
+            .bind(other)
+            .execute(h.pool())
+            .await
+            .unwrap();
+
+        let processed = h
+            .processor
+            .process_next(&h.results, std::time::Duration::from_secs(30), 10)
+            .await
+            .unwrap();
+        assert_eq!(processed.len(), 3, "{processed:?}");
+        let junk = processed
+            .iter()
+            .find(|p| p.workflow_step_uuid.is_none())
+            .expect("the junk message is reported");
+        assert!(
+            format!("{:?}", junk.outcome).contains("not a step result"),
+            "{junk:?}"
+        );
+        let archived: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tasker.queue_archive WHERE msg_id = $1")
+                .bind(junk.msg_id)
+                .fetch_one(h.pool())
+                .await
+                .unwrap();
+        assert_eq!(archived, 1);
+
+        let failing_step = h.step_uuid(other, "a").await;
+        let failing = processed
+            .iter()
+            .find(|p| p.workflow_step_uuid == Some(failing_step))
+            .expect("the failing result is reported");
+        let error = failing.outcome.as_ref().expect_err("finalising fails");
+        assert!(
+            error.to_string().contains("illegal task transition"),
+            "{error}"
+        );
+        // rolled back on its own: the step is still waiting for orchestration, the message
+        // still there (hidden until its visibility timeout)
+        assert_eq!(
+            h.step_state(other, "a").await,
+            "enqueued_as_error_for_orchestration"
+        );
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tasker.queue_messages WHERE msg_id = $1")
+                .bind(failing.msg_id)
+                .fetch_one(h.pool())
+                .await
+                .unwrap();
+        assert_eq!(waiting, 1);
+
+        // and the good result went through
+        assert_eq!(h.step_state(task, "start").await, "complete");
+        assert_eq!(h.queued_steps().await, ["left", "right"]);
     }
 }

@@ -11,7 +11,7 @@ use sqlx::{PgConnection, PgPool};
 use tasker_shared::error::DbContext;
 use tasker_shared::messaging::{namespace_queue_name, Queue, StepMessage};
 use tasker_shared::sql_functions::{get_step_readiness_status, StepReadiness};
-use tasker_shared::state::{transition_task, StepState, TaskState};
+use tasker_shared::state::{StepState, TaskState};
 use uuid::Uuid;
 
 use crate::error::OrchestrationResult;
@@ -47,66 +47,21 @@ impl StepEnqueuer {
     }
 
     /// Picks up a task that is waiting (pending, or waiting for dependencies or a retry) and
-    /// enqueues its ready steps. Returns `None` when the task was not in a pick-up state: another
-    /// orchestrator has it, or it already moved on.
+    /// enqueues its ready steps, with `tasker.pick_up_task` (one statement: the task row
+    /// locked, enqueuing_steps, the steps moved and sent, then steps_in_process or
+    /// waiting_for_dependencies). Returns `None` when the task was not in a pick-up state:
+    /// another orchestrator has it, or it already moved on.
     pub async fn enqueue_for_task(
         &self,
         task_uuid: Uuid,
     ) -> OrchestrationResult<Option<EnqueueOutcome>> {
-        let mut tx = self
-            .pool
-            .begin()
+        let enqueued: Option<Vec<Uuid>> = sqlx::query_scalar("SELECT tasker.pick_up_task($1, $2)")
+            .bind(task_uuid)
+            .bind(&*self.processor)
+            .fetch_one(&self.pool)
             .await
-            .db_context("starting step enqueueing")?;
-        // lock the task row: result processing for the same task waits for us and vice versa
-        let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT t.current_state, ns.name
-               FROM tasker.tasks t
-               JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
-               JOIN tasker.namespaces ns ON ns.namespace_uuid = nt.namespace_uuid
-              WHERE t.task_uuid = $1
-                FOR UPDATE OF t",
-        )
-        .bind(task_uuid)
-        .fetch_optional(&mut *tx)
-        .await
-        .db_context(format!("locking task {task_uuid}"))?;
-        let Some((state, namespace)) = row else {
-            return Ok(None);
-        };
-        let state: TaskState = state.parse().map_err(tasker_shared::TaskerError::from)?;
-        if !PICKUP_STATES.contains(&state) {
-            return Ok(None);
-        }
-        transition_task(
-            &mut *tx,
-            task_uuid,
-            state,
-            TaskState::EnqueuingSteps,
-            &self.processor,
-            None,
-        )
-        .await?;
-        let enqueued = self
-            .enqueue_ready_steps(&mut tx, task_uuid, &namespace)
-            .await?;
-        let next = if enqueued.is_empty() {
-            // lost a race for every ready step, or nothing is ready after all
-            TaskState::WaitingForDependencies
-        } else {
-            TaskState::StepsInProcess
-        };
-        transition_task(
-            &mut *tx,
-            task_uuid,
-            TaskState::EnqueuingSteps,
-            next,
-            &self.processor,
-            None,
-        )
-        .await?;
-        tx.commit().await.db_context("committing step enqueueing")?;
-        Ok(Some(EnqueueOutcome {
+            .db_context(format!("picking up task {task_uuid}"))?;
+        Ok(enqueued.map(|enqueued| EnqueueOutcome {
             task_uuid,
             enqueued,
         }))
@@ -125,7 +80,8 @@ impl StepEnqueuer {
             .await
     }
 
-    /// Enqueues those of `readiness` that are ready, on the caller's connection.
+    /// Enqueues those of `readiness` that are ready, on the caller's connection, with
+    /// `tasker.enqueue_steps` (transition and send in one statement).
     pub async fn enqueue_steps(
         &self,
         conn: &mut PgConnection,
@@ -141,20 +97,17 @@ impl StepEnqueuer {
         if ready.is_empty() {
             return Ok(ready);
         }
-        let marked = mark_enqueued(&mut *conn, &ready, &self.processor).await?;
-        let messages: Vec<StepMessage> = readiness
-            .iter()
-            .filter(|s| marked.contains(&s.workflow_step_uuid))
-            .map(|s| StepMessage {
-                task_uuid,
-                workflow_step_uuid: s.workflow_step_uuid,
-                attempt: s.attempts + 1,
-            })
-            .collect();
-        if !messages.is_empty() {
-            publish(&mut *conn, namespace, &messages).await?;
-        }
-        Ok(marked)
+        let queue = Queue::new(&namespace_queue_name(namespace))?;
+        Ok(
+            sqlx::query_scalar("SELECT tasker.enqueue_steps($1, $2, $3, $4)")
+                .bind(task_uuid)
+                .bind(&ready)
+                .bind(queue.name())
+                .bind(&*self.processor)
+                .fetch_one(conn)
+                .await
+                .db_context(format!("enqueueing the ready steps of task {task_uuid}"))?,
+        )
     }
 }
 

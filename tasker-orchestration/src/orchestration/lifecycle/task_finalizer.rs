@@ -8,9 +8,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use tasker_shared::error::DbContext;
-use tasker_shared::messaging::TASK_FINISHED_CHANNEL;
-use tasker_shared::sql_functions::{get_step_readiness_status, ExecutionStatus, StepReadiness};
-use tasker_shared::state::{transition_task, TaskState};
 use uuid::Uuid;
 
 use crate::error::OrchestrationResult;
@@ -32,6 +29,20 @@ pub enum FinalizeOutcome {
     NotFinished,
 }
 
+impl FinalizeOutcome {
+    /// From `tasker.finalize_task`'s outcome column (and `process_step_result`'s, which uses
+    /// the same words).
+    pub(crate) fn from_sql(outcome: Option<&str>, next_retry_at: Option<DateTime<Utc>>) -> Self {
+        match outcome {
+            Some("completed") => Self::Completed,
+            Some("blocked") => Self::Blocked,
+            Some("waiting_for_retry") => Self::WaitingForRetry { next_retry_at },
+            Some("waiting_for_dependencies") => Self::WaitingForDependencies,
+            _ => Self::NotFinished,
+        }
+    }
+}
+
 /// Finalises tasks.
 #[derive(Clone)]
 pub struct TaskFinalizer {
@@ -45,105 +56,49 @@ impl TaskFinalizer {
         }
     }
 
-    /// Locks the task, reads its steps and finalises it in its own transaction.
+    /// Locks the task, reads its steps and finalises it; one statement, so one transaction.
     pub async fn evaluate(
         &self,
         pool: &PgPool,
         task_uuid: Uuid,
     ) -> OrchestrationResult<FinalizeOutcome> {
-        let mut tx = pool.begin().await.db_context("starting task evaluation")?;
-        let state: Option<String> = sqlx::query_scalar(
-            "SELECT current_state FROM tasker.tasks WHERE task_uuid = $1 FOR UPDATE",
-        )
-        .bind(task_uuid)
-        .fetch_optional(&mut *tx)
-        .await
-        .db_context(format!("locking task {task_uuid}"))?;
-        let Some(state) = state else {
-            return Err(tasker_shared::TaskerError::NotFound {
-                kind: "task",
-                id: task_uuid.to_string(),
-            }
-            .into());
-        };
-        let state: TaskState = state.parse().map_err(tasker_shared::TaskerError::from)?;
-        let readiness = get_step_readiness_status(&mut *tx, task_uuid, None).await?;
-        let outcome = self.finalize(&mut tx, task_uuid, state, &readiness).await?;
-        tx.commit().await.db_context("committing task evaluation")?;
-        Ok(outcome)
+        let mut conn = pool
+            .acquire()
+            .await
+            .db_context("acquiring a connection for task evaluation")?;
+        self.finalize(&mut conn, task_uuid).await
     }
 
-    /// Finalises on the caller's connection, whose transaction holds the task row's lock and
-    /// read `readiness` after taking it.
+    /// Finalises on the caller's connection (inside its transaction, if any), with
+    /// `tasker.finalize_task`: the task row is locked, its steps summarised, and the task
+    /// moved (through evaluating_results) to what they add up to. A task that is not there is
+    /// an error; one in a state the state machine cannot finalise from is an error too.
     pub async fn finalize(
         &self,
         conn: &mut PgConnection,
         task_uuid: Uuid,
-        current: TaskState,
-        readiness: &[StepReadiness],
     ) -> OrchestrationResult<FinalizeOutcome> {
-        if current.is_terminal() {
-            return Ok(FinalizeOutcome::NotFinished);
-        }
-        let (target, outcome) = match ExecutionStatus::from_readiness(readiness) {
-            ExecutionStatus::HasReadySteps | ExecutionStatus::Processing => {
-                return Ok(FinalizeOutcome::NotFinished)
-            }
-            ExecutionStatus::AllComplete => (TaskState::Complete, FinalizeOutcome::Completed),
-            ExecutionStatus::BlockedByFailures => {
-                (TaskState::BlockedByFailures, FinalizeOutcome::Blocked)
-            }
-            ExecutionStatus::WaitingForDependencies => {
-                let next_retry_at = readiness
-                    .iter()
-                    .filter(|s| s.current_state == "waiting_for_retry" && s.retry_eligible)
-                    .filter_map(|s| s.next_retry_at)
-                    .min();
-                if readiness
-                    .iter()
-                    .any(|s| s.current_state == "waiting_for_retry")
-                {
-                    (
-                        TaskState::WaitingForRetry,
-                        FinalizeOutcome::WaitingForRetry { next_retry_at },
-                    )
-                } else {
-                    (
-                        TaskState::WaitingForDependencies,
-                        FinalizeOutcome::WaitingForDependencies,
-                    )
-                }
-            }
-        };
-        if current == target {
-            return Ok(outcome);
-        }
-        let mut from = current;
-        if from != TaskState::EvaluatingResults {
-            transition_task(
-                &mut *conn,
-                task_uuid,
-                from,
-                TaskState::EvaluatingResults,
-                &self.processor,
-                None,
-            )
-            .await?;
-            from = TaskState::EvaluatingResults;
-        }
-        transition_task(&mut *conn, task_uuid, from, target, &self.processor, None).await?;
-        if matches!(
-            target,
-            TaskState::Complete | TaskState::BlockedByFailures | TaskState::Error
-        ) {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(TASK_FINISHED_CHANNEL)
-                .bind(task_uuid.to_string())
-                .execute(&mut *conn)
+        let row: Option<(String, Option<DateTime<Utc>>)> =
+            sqlx::query_as("SELECT * FROM tasker.finalize_task($1, $2)")
+                .bind(task_uuid)
+                .bind(&*self.processor)
+                .fetch_optional(&mut *conn)
                 .await
-                .db_context("announcing the finished task")?;
-        }
-        Ok(outcome)
+                .map_err(|source| match &source {
+                    sqlx::Error::Database(e) if e.code().as_deref() == Some("P0002") => {
+                        tasker_shared::TaskerError::NotFound {
+                            kind: "task",
+                            id: task_uuid.to_string(),
+                        }
+                    }
+                    _ => tasker_shared::TaskerError::Database {
+                        action: format!("finalising task {task_uuid}"),
+                        source,
+                    },
+                })?;
+        Ok(row
+            .map(|(outcome, at)| FinalizeOutcome::from_sql(Some(&outcome), at))
+            .unwrap_or(FinalizeOutcome::NotFinished))
     }
 }
 
@@ -155,6 +110,7 @@ mod tests {
     use super::*;
     use crate::orchestration::lifecycle::step_enqueuer::StepEnqueuer;
     use crate::orchestration::lifecycle::test_support::Harness;
+    use tasker_shared::messaging::TASK_FINISHED_CHANNEL;
 
     #[tokio::test]
     async fn a_task_with_work_in_flight_is_not_finished() {
