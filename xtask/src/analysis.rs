@@ -104,6 +104,20 @@ pub const CATEGORIES: [(&str, &[&str]); 6] = [
     ),
 ];
 
+/// Frames that only wrap the work below them and say nothing about its kind: an
+/// `Instrumented` future (sqlx wraps every query in one) has every sample of the query on its
+/// stack, which would count all database time as logging.
+const WRAPPER_FRAMES: [&str; 2] = [
+    "tracing::instrument::Instrumented",
+    "tracing::instrument::WithDispatch",
+];
+
+/// Whether a frame belongs to a category given by its patterns.
+fn in_category(frame: &str, patterns: &[&str]) -> bool {
+    !WRAPPER_FRAMES.iter().any(|w| frame.contains(w))
+        && patterns.iter().any(|p| matches_pattern(frame, p))
+}
+
 /// How many functions and paths the lists keep.
 const TOP: usize = 25;
 const TOP_PATHS: usize = 10;
@@ -288,10 +302,7 @@ pub fn analyse(folded: &str, opts: Options) -> Result<Analysis> {
             }
         }
         for (category, patterns) in CATEGORIES {
-            let hit = stack
-                .frames
-                .iter()
-                .any(|f| patterns.iter().any(|p| matches_pattern(f, p)));
+            let hit = stack.frames.iter().any(|f| in_category(f, patterns));
             if hit {
                 *categories.entry(category).or_default() += stack.count;
             }
@@ -524,5 +535,14 @@ p;catalog::lookup;freeze_all;tracing_core::event::Event::dispatch 35
         assert_eq!(a.total_samples, 0);
         assert!(a.top_self.is_empty());
         assert!(a.categories.iter().all(|c| c.pct == 0.0));
+    }
+
+    #[test]
+    fn an_instrumented_future_is_not_logging() {
+        let folded = "p;main;<tracing::instrument::Instrumented<T> as core::future::future::Future>::poll;sqlx_core::pool::acquire 90\n\
+                      p;main;tracing_core::event::Event::dispatch 10\n";
+        let a = analyse(folded, OPTS).expect("valid input");
+        assert_eq!(share(&a.categories, "logging"), 10.0, "{:?}", a.categories);
+        assert_eq!(share(&a.categories, "database"), 90.0, "{:?}", a.categories);
     }
 }

@@ -225,18 +225,19 @@ fn test_row(
     })
 }
 
-/// Lifecycle modules and kinds of work from both runs' analyses, where either is non-zero.
-fn shares(base: &RunDir, post: &RunDir, target: &str) -> Vec<ShareChange> {
-    fn find<'a>(run: &'a RunDir, target: &str) -> Option<&'a crate::analysis::Analysis> {
-        run.analysis
-            .targets
-            .iter()
-            .find(|t| t.name == target)
-            .map(|t| &t.analysis)
-    }
-    let (Some(b), Some(p)) = (find(base, target), find(post, target)) else {
-        return Vec::new();
+/// Lifecycle modules and kinds of work, where either run has some, computed from both runs'
+/// folded stacks with today's rules, so a change in how frames are classified never shows
+/// up as a change in the code measured (each run's analysis.json keeps what its own version
+/// of the rules said).
+fn shares(fb: &str, fp: &str, hot_path_pct: f64) -> Result<Vec<ShareChange>> {
+    let opts = crate::analysis::Options {
+        hot_path_pct,
+        first_frame_is_process: true,
     };
+    let (b, p) = (
+        crate::analysis::analyse(fb, opts)?,
+        crate::analysis::analyse(fp, opts)?,
+    );
     let mut out = Vec::new();
     for (group, before, after) in [
         (
@@ -261,7 +262,7 @@ fn shares(base: &RunDir, post: &RunDir, target: &str) -> Vec<ShareChange> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 fn status_reason(role: &str, r: &TargetRecord) -> Option<String> {
@@ -507,7 +508,7 @@ fn compare_profiles(
         baseline_samples: cb.samples,
         post_samples: cp.samples,
         movers: profiles::movers(&cb, &cp, profiles::MOVERS),
-        shares: shares(base, post, &p.name),
+        shares: shares(&fb, &fp, t.hot_path_pct)?,
         files: ProfileFiles::default(),
         notes: Vec::new(),
     });

@@ -110,7 +110,7 @@ pub struct ProfileComparison {
     pub baseline_samples: u64,
     pub post_samples: u64,
     pub movers: Vec<Mover>,
-    /// Time per lifecycle module and per kind of work (from each run's analysis.json).
+    /// Time per lifecycle module and per kind of work (recomputed from both runs' folded stacks).
     #[serde(default)]
     pub shares: Vec<ShareChange>,
     /// Paths relative to the output directory.

@@ -5,9 +5,7 @@ use std::path::PathBuf;
 
 use super::run_dir::{Role, RunDir};
 use crate::criterion::{ConfidenceInterval, Estimate, Estimates};
-use crate::pipeline::manifest::{
-    AnalysisFile, BenchmarkTimings, Manifest, RunEstimates, TargetTimings, Timings,
-};
+use crate::pipeline::manifest::{BenchmarkTimings, Manifest, RunEstimates, TargetTimings, Timings};
 use crate::pipeline::schedstat::RunUsage;
 use crate::plan::Category;
 
@@ -114,10 +112,6 @@ pub fn run(role: Role, manifest: Manifest, benchmarks: Vec<BenchmarkTimings>) ->
                 noisy: false,
                 benchmarks,
             }],
-        },
-        analysis: AnalysisFile {
-            schema_version: 1,
-            targets: Vec::new(),
         },
     }
 }

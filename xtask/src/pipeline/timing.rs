@@ -121,6 +121,14 @@ impl TimingPass<'_> {
                 std::fs::copy(&r.benchmark_file, dest.join("benchmark.json"))
                     .with_context(|| format!("copying {}", r.benchmark_file.display()))?;
             }
+            copy_percentiles(
+                &home,
+                &self
+                    .out
+                    .join("criterion")
+                    .join(&t.name)
+                    .join(format!("run-{run}")),
+            )?;
             // Each benchmark's contention over criterion's measurement of it, where its
             // progress lines show when that was; else over the whole run.
             let windows = criterion::measurement_windows(&measured.stderr_lines);
@@ -214,4 +222,23 @@ pub fn summarise(
         noisy: spread.is_some_and(|s| s > target.thresholds.noise_pct),
         benchmarks,
     }
+}
+
+/// Copies the percentile files some benches write next to criterion's output
+/// (`<home>/<group>/percentiles.json`, P50/P95/P99 of every measured iteration), so the run
+/// directory keeps the tail latencies criterion's estimates leave out.
+fn copy_percentiles(home: &Path, dest: &Path) -> Result<()> {
+    let Ok(groups) = std::fs::read_dir(home) else {
+        return Ok(());
+    };
+    for group in groups.flatten() {
+        let file = group.path().join("percentiles.json");
+        if file.is_file() {
+            let to = dest.join(group.file_name());
+            std::fs::create_dir_all(&to).with_context(|| format!("creating {}", to.display()))?;
+            std::fs::copy(&file, to.join("percentiles.json"))
+                .with_context(|| format!("copying {}", file.display()))?;
+        }
+    }
+    Ok(())
 }
