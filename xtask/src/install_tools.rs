@@ -144,11 +144,21 @@ fn cargo_tool(sh: &Shell, tool: &CargoTool, check: bool) -> Row {
                 "installing {krate} {version} (this compiles it from crates.io; a few minutes)"
             );
             let force = found.as_ref().map(|_| "--force");
+            // --locked first: the tool's own tested dependency versions. A lock file can name
+            // a version the registry no longer serves (yanked, or a partial mirror: seen with
+            // flamegraph 0.6.15 and webpki-roots 1.0.11), and then only a fresh resolution
+            // within the tool's own requirements can install it.
             let result = cmd!(
                 sh,
                 "cargo install {krate} --version {version} --locked {force...}"
             )
-            .run();
+            .run()
+            .or_else(|locked_error| {
+                eprintln!(
+                    "the locked install of {krate} {version} failed ({locked_error}); retrying without --locked, resolving its dependencies afresh"
+                );
+                cmd!(sh, "cargo install {krate} --version {version} {force...}").run()
+            });
             let after = which(tool.binary).map(|p| {
                 let v = version_of(sh, &p);
                 (p, v)
