@@ -53,34 +53,6 @@ pub enum ExecutionStatus {
 }
 
 impl ExecutionStatus {
-    /// The status the steps' readiness adds up to; the same rules as
-    /// `tasker.get_task_execution_context`, for callers that already hold the readiness rows.
-    pub fn from_readiness(steps: &[StepReadiness]) -> Self {
-        let count = |states: &[&str]| {
-            steps
-                .iter()
-                .filter(|s| states.contains(&s.current_state.as_str()))
-                .count()
-        };
-        if steps.iter().any(|s| s.ready_for_execution) {
-            Self::HasReadySteps
-        } else if count(&[
-            "enqueued",
-            "in_progress",
-            "enqueued_for_orchestration",
-            "enqueued_as_error_for_orchestration",
-        ]) > 0
-        {
-            Self::Processing
-        } else if count(&["error"]) > 0 {
-            Self::BlockedByFailures
-        } else if count(&["complete", "resolved_manually"]) == steps.len() {
-            Self::AllComplete
-        } else {
-            Self::WaitingForDependencies
-        }
-    }
-
     fn parse(s: &str) -> Self {
         match s {
             "has_ready_steps" => Self::HasReadySteps,

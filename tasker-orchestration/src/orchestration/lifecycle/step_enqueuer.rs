@@ -11,17 +11,10 @@ use sqlx::{PgConnection, PgPool};
 use tasker_shared::error::DbContext;
 use tasker_shared::messaging::{namespace_queue_name, Queue, StepMessage};
 use tasker_shared::sql_functions::{get_step_readiness_status, StepReadiness};
-use tasker_shared::state::{StepState, TaskState};
+use tasker_shared::state::StepState;
 use uuid::Uuid;
 
 use crate::error::OrchestrationResult;
-
-/// The task states from which an orchestrator may pick a task up to enqueue its steps.
-pub const PICKUP_STATES: [TaskState; 3] = [
-    TaskState::Pending,
-    TaskState::WaitingForDependencies,
-    TaskState::WaitingForRetry,
-];
 
 /// What one enqueueing pass did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,19 +58,6 @@ impl StepEnqueuer {
             task_uuid,
             enqueued,
         }))
-    }
-
-    /// Enqueues the task's ready steps on the caller's connection (inside its transaction).
-    /// Returns the steps it enqueued.
-    pub async fn enqueue_ready_steps(
-        &self,
-        conn: &mut PgConnection,
-        task_uuid: Uuid,
-        namespace: &str,
-    ) -> OrchestrationResult<Vec<Uuid>> {
-        let readiness = discover_ready_steps(&mut *conn, task_uuid).await?;
-        self.enqueue_steps(conn, task_uuid, namespace, &readiness)
-            .await
     }
 
     /// Enqueues those of `readiness` that are ready, on the caller's connection, with
