@@ -3,8 +3,9 @@
 //! Benchmarks (`worker_execution/<phase>`), each on a single-step task whose step is enqueued
 //! and announced on its namespace queue, with a no-op handler:
 //!
-//! - `claim`: read the step message (visibility timeout) and claim the step
-//!   (`executor::claim`: in_progress, one more attempt, context and parents' results loaded);
+//! - `claim`: read the step message (visibility timeout) and claim the step in one round trip,
+//!   as the worker loop does (`executor::claim_next`: in_progress, one more attempt, context and
+//!   parents' results loaded);
 //! - `execute`: `executor::execute` (registry lookup, handler on its own task under a timeout);
 //! - `submit`: `executor::submit` (result stored, step moved to enqueued_for_orchestration,
 //!   result message sent, step message deleted, one transaction);
@@ -29,7 +30,7 @@ use tasker_shared::bench_support::{
 };
 use tasker_shared::messaging::{Queue, StepMessage, RESULTS_QUEUE};
 use tasker_shared::templates::TaskTemplate;
-use tasker_worker::executor::{claim, execute, submit, ClaimedStep};
+use tasker_worker::executor::{claim_next, execute, submit, ClaimedStep};
 use tasker_worker::{HandlerRegistry, StepError};
 use uuid::Uuid;
 
@@ -78,16 +79,17 @@ async fn announced(fx: &Fixture, count: usize) -> Vec<Uuid> {
 }
 
 async fn read_and_claim(fx: &Fixture) -> ClaimedStep {
-    let mut batch = fx
-        .queue
-        .read::<StepMessage>(&fx.db.pool, VT, 1)
-        .await
-        .expect("reading a step message");
-    let message = batch.pop().expect("a message per prepared step");
-    claim(&fx.db.pool, &fx.queue, &message, WORKER_ID)
-        .await
-        .expect("claim")
-        .expect("the step was claimable")
+    claim_next(
+        &fx.db.pool,
+        std::slice::from_ref(&fx.queue),
+        VT,
+        1,
+        WORKER_ID,
+    )
+    .await
+    .expect("claim_next")
+    .pop()
+    .expect("a claimable step per prepared message")
 }
 
 async fn cleanup(fx: &Fixture, tasks: &[Uuid]) {

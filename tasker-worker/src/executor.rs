@@ -68,34 +68,47 @@ pub async fn claim(
 
 #[derive(sqlx::FromRow)]
 struct ClaimNextRow {
+    queue_name: String,
     msg_id: i64,
     workflow_step_uuid: uuid::Uuid,
     #[sqlx(flatten)]
     claim: ClaimRow,
 }
 
-/// Reads up to `limit` messages from `queue` (hidden for `visibility_timeout`) and claims
-/// their steps, in one round trip (`tasker.claim_next_steps`). Messages whose steps are not
-/// claimable are deleted on the way, and ones that name no step archived.
+/// Reads up to `limit` messages from `queues`, in that order (hidden for
+/// `visibility_timeout`), and claims their steps, in one round trip
+/// (`tasker.claim_next_steps`). Messages whose steps are not claimable are deleted on the way,
+/// and ones that name no step archived. Fewer than `limit` steps back means every queue was
+/// empty when it was read.
 pub async fn claim_next(
     pool: &PgPool,
-    queue: &Queue,
+    queues: &[Queue],
     visibility_timeout: Duration,
     limit: i32,
     worker_id: &str,
 ) -> WorkerResult<Vec<ClaimedStep>> {
+    let names: Vec<&str> = queues.iter().map(Queue::name).collect();
     let rows: Vec<ClaimNextRow> =
         sqlx::query_as("SELECT * FROM tasker.claim_next_steps($1, $2, $3, $4)")
-            .bind(queue.name())
+            .bind(&names)
             .bind(visibility_timeout.as_secs_f64())
             .bind(limit)
             .bind(worker_id)
             .fetch_all(pool)
             .await
-            .db_context(format!("claiming steps from queue {}", queue.name()))?;
+            .db_context(format!("claiming steps from queues {}", names.join(", ")))?;
     Ok(rows
         .into_iter()
-        .map(|row| claimed_step(queue, row.msg_id, row.workflow_step_uuid, row.claim))
+        .filter_map(|row| {
+            // the function only returns names from the list it was given
+            let queue = queues.iter().find(|q| q.name() == row.queue_name)?;
+            Some(claimed_step(
+                queue,
+                row.msg_id,
+                row.workflow_step_uuid,
+                row.claim,
+            ))
+        })
         .collect())
 }
 
@@ -393,6 +406,83 @@ steps:
             1,
             "only the first message remains"
         );
+    }
+
+    #[tokio::test]
+    async fn claim_next_fills_its_batch_across_queues_past_unclaimable_messages() {
+        let f = fixture().await;
+        let (task, child): (Uuid, Uuid) = sqlx::query_as(
+            "SELECT task_uuid, workflow_step_uuid FROM tasker.workflow_steps
+              WHERE task_uuid = (SELECT task_uuid FROM tasker.workflow_steps
+                                  WHERE workflow_step_uuid = $1)
+                AND name = 'child'",
+        )
+        .bind(f.step)
+        .fetch_one(&f.db.pool)
+        .await
+        .unwrap();
+        // behind the first step's message: a duplicate of it and a message naming no step
+        let duplicate = StepMessage {
+            task_uuid: task,
+            workflow_step_uuid: f.step,
+            attempt: 1,
+        };
+        f.queue.send(&f.db.pool, &duplicate).await.unwrap();
+        f.queue
+            .send(&f.db.pool, &json!({"not": "a step"}))
+            .await
+            .unwrap();
+        // and the child's message on a second queue
+        let other = Queue::new("other_queue").unwrap();
+        other.create(&f.db.pool).await.unwrap();
+        transition_step(
+            &f.db.pool,
+            child,
+            &[StepState::Pending],
+            StepState::Enqueued,
+            "t",
+            None,
+        )
+        .await
+        .unwrap();
+        let child_message = StepMessage {
+            task_uuid: task,
+            workflow_step_uuid: child,
+            attempt: 1,
+        };
+        other.send(&f.db.pool, &child_message).await.unwrap();
+        let queues = [f.queue.clone(), other.clone()];
+        let vt = Duration::from_secs(30);
+
+        let first = claim_next(&f.db.pool, &queues, vt, 1, "w1").await.unwrap();
+        assert_eq!(first.len(), 1, "a full batch of one");
+        assert_eq!(first[0].context.workflow_step_uuid, f.step);
+        assert_eq!(first[0].queue.name(), f.queue.name());
+        assert_eq!(first[0].context.attempt, 1);
+
+        // the duplicate and the junk do not use up the batch: it goes on to the next queue
+        let second = claim_next(&f.db.pool, &queues, vt, 1, "w1").await.unwrap();
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].context.workflow_step_uuid, child);
+        assert_eq!(second[0].queue.name(), "other_queue");
+        assert_eq!(
+            f.queue.depth(&f.db.pool).await.unwrap(),
+            1,
+            "only the claimed step's own message stays (hidden); the duplicate is deleted and the junk archived"
+        );
+        let archived: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tasker.queue_archive WHERE queue_name = $1")
+                .bind(f.queue.name())
+                .fetch_one(&f.db.pool)
+                .await
+                .unwrap();
+        assert_eq!(archived, 1);
+
+        // both queues drained: a short (here empty) batch
+        assert!(claim_next(&f.db.pool, &queues, vt, 4, "w1")
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! The worker loop: claims messages from its namespaces' queues up to its concurrency limit,
 //! runs each step on its own task, and sleeps on LISTEN/NOTIFY (with a slow fallback poll)
-//! when the queues are empty.
+//! when the queues are empty. One round trip claims from every queue that may hold messages:
+//! the ones announced since they were last read empty.
 //!
 //! While a handler runs, its message's visibility timeout is extended at half its length, so
 //! only a worker that died (or lost its database) lets the message reappear for another one.
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tasker_shared::messaging::{namespace_queue_name, Queue, QueueListener};
+use tasker_shared::messaging::{namespace_queue_name, Queue, QueueListener, Wake};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -73,6 +74,7 @@ impl Worker {
             queues.push(queue);
         }
         let listener = QueueListener::connect(&pool, &queues, config.fallback_poll).await?;
+        let queues_len = queues.len();
         let (stop, stopped) = watch::channel(false);
         let state = WorkerLoop {
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
@@ -80,6 +82,7 @@ impl Worker {
             config: Arc::new(config),
             registry,
             queues,
+            due: vec![true; queues_len],
             listener,
             stopped,
         };
@@ -106,6 +109,11 @@ struct WorkerLoop {
     config: Arc<WorkerConfig>,
     registry: Arc<HandlerRegistry>,
     queues: Vec<Queue>,
+    /// Per queue (same order): may hold visible messages. A queue stops being due when a
+    /// read of it comes back short and becomes due again when its channel is notified, so a
+    /// wake-up reads the queues that were announced, not every queue the worker serves.
+    /// The fallback poll marks them all.
+    due: Vec<bool>,
     listener: QueueListener,
     permits: Arc<Semaphore>,
     stopped: watch::Receiver<bool>,
@@ -122,16 +130,28 @@ impl WorkerLoop {
                 }
                 continue;
             }
+            // A short batch means every queue read was empty: anything sent since notifies
+            // the listener, so wait rather than ask again. A full batch may have left
+            // messages anywhere, including in queues announced meanwhile (their
+            // notifications wait unread while the worker is busy): read them all next time.
             let claimed = self.claim_batch(free).await;
-            if claimed == 0 {
+            self.due.fill(claimed == free);
+            if claimed < free {
                 tokio::select! {
                     _ = self.stopped.changed() => break,
                     wake = self.listener.wait() => {
                         tracing::trace!(?wake, "worker woke");
-                        if let Err(error) = wake {
-                            tracing::warn!(%error, "worker listener failed");
+                        match wake {
+                            Ok(Wake::Notified(queue)) => self.mark_due(&queue),
+                            Ok(Wake::FallbackPoll) => self.due.fill(true),
+                            Err(error) => {
+                                tracing::warn!(%error, "worker listener failed");
+                                self.due.fill(true);
+                            }
                         }
-                        self.listener.drain();
+                        for queue in self.listener.drain() {
+                            self.mark_due(&queue);
+                        }
                     }
                 }
             }
@@ -142,49 +162,60 @@ impl WorkerLoop {
         tracing::debug!("worker loop stopped");
     }
 
-    /// Claims up to `free` steps across the queues (read and claim in one round trip per
-    /// queue) and starts a task per step.
+    fn mark_due(&mut self, queue: &str) {
+        if let Some(i) = self.queues.iter().position(|q| q.name() == queue) {
+            self.due[i] = true;
+        }
+    }
+
+    /// Claims up to `free` steps across the due queues (read and claim of all of them in one
+    /// round trip) and starts a task per step. Returns how many it started.
     async fn claim_batch(&mut self, free: usize) -> usize {
+        let due: Vec<Queue> = self
+            .queues
+            .iter()
+            .zip(&self.due)
+            .filter(|(_, due)| **due)
+            .map(|(queue, _)| queue.clone())
+            .collect();
+        if due.is_empty() {
+            return 0;
+        }
+        let claimed = match claim_next(
+            &self.pool,
+            &due,
+            self.config.visibility_timeout,
+            free as i32,
+            &self.config.worker_id,
+        )
+        .await
+        {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                // claimed messages reappear after their visibility timeout; the fallback poll
+                // tries again
+                tracing::error!(%error, "claiming steps failed");
+                return 0;
+            }
+        };
         let mut started = 0;
-        for queue in &self.queues {
-            let want = free - started;
-            if want == 0 {
-                break;
-            }
-            let claimed = match claim_next(
-                &self.pool,
-                queue,
-                self.config.visibility_timeout,
-                want as i32,
-                &self.config.worker_id,
-            )
-            .await
-            {
-                Ok(claimed) => claimed,
-                Err(error) => {
-                    // claimed messages reappear after their visibility timeout
-                    tracing::error!(%error, queue = queue.name(), "claiming steps failed");
-                    continue;
-                }
+        for step in claimed {
+            // the permits were free when `free` was counted and only this loop takes them
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                tracing::error!(step = %step.context.workflow_step_uuid, "no permit for a claimed step; it reappears after its visibility timeout");
+                continue;
             };
-            for step in claimed {
-                // the permits were free when `free` was counted and only this loop takes them
-                let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-                    tracing::error!(step = %step.context.workflow_step_uuid, "no permit for a claimed step; it reappears after its visibility timeout");
-                    continue;
-                };
-                started += 1;
-                let job = StepJob {
-                    pool: self.pool.clone(),
-                    config: self.config.clone(),
-                    registry: self.registry.clone(),
-                    queue: queue.clone(),
-                };
-                tokio::spawn(async move {
-                    job.run(step).await;
-                    drop(permit);
-                });
-            }
+            started += 1;
+            let job = StepJob {
+                pool: self.pool.clone(),
+                config: self.config.clone(),
+                registry: self.registry.clone(),
+                queue: step.queue.clone(),
+            };
+            tokio::spawn(async move {
+                job.run(step).await;
+                drop(permit);
+            });
         }
         started
     }

@@ -10,7 +10,7 @@ pub fn run(args: &CheckEnvArgs) -> Result<()> {
     let report = check(
         args.profiler
             .unwrap_or_else(ProfilerChoice::platform_default),
-        999,
+        crate::flags::DEFAULT_SAMPLE_FREQUENCY,
     );
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

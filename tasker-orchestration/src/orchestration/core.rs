@@ -96,6 +96,7 @@ impl Orchestrator {
             listener,
             stopped,
             announced: BTreeSet::new(),
+            results_due: true,
             timers: BinaryHeap::new(),
         };
         let task = tokio::spawn(state.run());
@@ -124,6 +125,10 @@ struct LoopState {
     stopped: watch::Receiver<bool>,
     /// Tasks announced as created since the last pass.
     announced: BTreeSet<Uuid>,
+    /// Results may be waiting: a result was announced, or a timer, the fallback poll or a
+    /// lost connection calls for a look. A wake-up for a new task alone does not, which
+    /// saves a results read per task created.
+    results_due: bool,
     /// When retries become due.
     timers: BinaryHeap<Reverse<Instant>>,
 }
@@ -137,7 +142,9 @@ impl LoopState {
             if *self.stopped.borrow() {
                 break;
             }
-            self.drain_results().await;
+            if std::mem::take(&mut self.results_due) {
+                self.drain_results().await;
+            }
             self.pick_up_announced().await;
             if sweep {
                 self.sweep_ready_tasks().await;
@@ -160,6 +167,7 @@ impl LoopState {
                         // PgListener reconnects on the next recv; sweep to cover the gap
                         tracing::warn!(%error, "orchestrator listener lost its connection");
                         sweep = true;
+                        self.results_due = true;
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
@@ -172,6 +180,7 @@ impl LoopState {
                         next_poll = now + self.config.fallback_poll;
                     }
                     sweep = true;
+                    self.results_due = true;
                 }
             }
         }
@@ -183,8 +192,10 @@ impl LoopState {
             if let Ok(task) = payload.parse() {
                 self.announced.insert(task);
             }
+        } else {
+            // the results channel (the only other one this loop listens on)
+            self.results_due = true;
         }
-        // a results-channel notification needs no bookkeeping: every pass drains the queue
     }
 
     /// Takes every notification already received, so a burst costs one pass.
@@ -250,6 +261,8 @@ impl LoopState {
             }
             Err(error) => {
                 tracing::error!(%error, "processing step results failed");
+                // try again on the next wake-up of any kind
+                self.results_due = true;
                 0
             }
         }

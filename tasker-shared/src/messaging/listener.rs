@@ -45,12 +45,7 @@ impl QueueListener {
     /// Waits for the next notification or the fallback interval, whichever comes first.
     pub async fn wait(&mut self) -> TaskerResult<Wake> {
         match tokio::time::timeout(self.fallback, self.listener.recv()).await {
-            Ok(Ok(notification)) => Ok(Wake::Notified(
-                notification
-                    .channel()
-                    .trim_start_matches("tasker_queue_")
-                    .to_string(),
-            )),
+            Ok(Ok(notification)) => Ok(Wake::Notified(queue_of(notification.channel()))),
             // PgListener reconnects by itself on the next recv; a poll covers the gap
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "notification listener lost its connection; polling");
@@ -60,12 +55,21 @@ impl QueueListener {
         }
     }
 
-    /// Discards notifications that are already buffered, so one read can answer a burst.
-    pub fn drain(&mut self) -> usize {
-        let mut drained = 0;
-        while self.listener.next_buffered().is_some() {
-            drained += 1;
+    /// Takes the notifications that are already buffered, so one read can answer a burst;
+    /// returns the queues they named, each once, in the order first seen.
+    pub fn drain(&mut self) -> Vec<String> {
+        let mut queues: Vec<String> = Vec::new();
+        while let Some(notification) = self.listener.next_buffered() {
+            let queue = queue_of(notification.channel());
+            if !queues.contains(&queue) {
+                queues.push(queue);
+            }
         }
-        drained
+        queues
     }
+}
+
+/// The queue a notification channel belongs to (the inverse of [`Queue::channel`]).
+fn queue_of(channel: &str) -> String {
+    channel.trim_start_matches("tasker_queue_").to_string()
 }
