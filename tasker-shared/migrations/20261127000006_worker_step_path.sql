@@ -196,12 +196,12 @@ BEGIN
 END
 $$;
 
--- Enqueueing as one statement: lock the steps still pending or waiting for a retry (in a fixed
--- order, so concurrent callers cannot deadlock), move them to enqueued, record their
--- transitions and insert their messages, then one notification. It was a call to
--- transition_steps_atomic, a query building the messages and a call to queue_send_batch:
--- three statements and two nested function calls on every step's path. Only steps of
--- p_task_uuid are touched.
+-- Enqueueing in two statements: one locks the steps still pending or waiting for a retry (in
+-- a fixed order, so concurrent callers cannot deadlock), moves them to enqueued, records their
+-- transitions and builds their messages; queue_send_batch sends the messages with one
+-- notification. It was a call to transition_steps_atomic, a query building the messages and
+-- the send: three statements and two nested function calls on every step's path. Only steps
+-- of p_task_uuid are touched.
 CREATE OR REPLACE FUNCTION tasker.enqueue_steps(
     p_task_uuid  uuid,
     p_step_uuids uuid[],
@@ -210,7 +210,8 @@ CREATE OR REPLACE FUNCTION tasker.enqueue_steps(
 ) RETURNS uuid[]
 LANGUAGE plpgsql AS $$
 DECLARE
-    moved uuid[];
+    moved    uuid[];
+    messages jsonb[];
 BEGIN
     IF p_step_uuids IS NULL OR cardinality(p_step_uuids) = 0 THEN
         RETURN '{}';
@@ -246,20 +247,19 @@ BEGIN
                p_processor, '{}'::jsonb
           FROM updated u
           LEFT JOIN retired r ON r.workflow_step_uuid = u.workflow_step_uuid
-    ), sent AS (
-        -- the attempt the message asks for; the claim increments attempts
-        INSERT INTO tasker.queue_messages (queue_name, message)
-        SELECT p_queue, jsonb_build_object('task_uuid', u.task_uuid,
-                                           'workflow_step_uuid', u.workflow_step_uuid,
-                                           'attempt', u.attempts + 1)
-          FROM updated u
-         ORDER BY u.created_at, u.workflow_step_uuid
     )
-    SELECT array_agg(u.workflow_step_uuid) INTO moved FROM updated u;
+    -- the attempt the message asks for; the claim increments attempts
+    SELECT array_agg(u.workflow_step_uuid),
+           array_agg(jsonb_build_object('task_uuid', u.task_uuid,
+                                        'workflow_step_uuid', u.workflow_step_uuid,
+                                        'attempt', u.attempts + 1)
+                     ORDER BY u.created_at, u.workflow_step_uuid)
+      INTO moved, messages
+      FROM updated u;
     IF moved IS NULL THEN
         RETURN '{}';
     END IF;
-    PERFORM pg_notify(tasker.queue_channel(p_queue), 'batch');
+    PERFORM tasker.queue_send_batch(p_queue, messages);
     RETURN moved;
 END
 $$;

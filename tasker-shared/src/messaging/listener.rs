@@ -6,6 +6,7 @@ use std::time::Duration;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 
+use super::queue::CHANNEL_PREFIX;
 use super::Queue;
 use crate::error::{DbContext, TaskerResult};
 
@@ -71,5 +72,5 @@ impl QueueListener {
 
 /// The queue a notification channel belongs to (the inverse of [`Queue::channel`]).
 fn queue_of(channel: &str) -> String {
-    channel.trim_start_matches("tasker_queue_").to_string()
+    channel.trim_start_matches(CHANNEL_PREFIX).to_string()
 }

@@ -11,6 +11,9 @@ use sqlx::PgExecutor;
 
 use crate::error::{DbContext, TaskerError, TaskerResult};
 
+/// What a queue's notification channel name starts with (`tasker.queue_channel` in SQL).
+pub(crate) const CHANNEL_PREFIX: &str = "tasker_queue_";
+
 /// A queue, by name. Cheap to clone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Queue {
@@ -61,7 +64,7 @@ impl Queue {
 
     /// The LISTEN/NOTIFY channel that announces new messages.
     pub fn channel(&self) -> String {
-        format!("tasker_queue_{}", self.name)
+        format!("{CHANNEL_PREFIX}{}", self.name)
     }
 
     /// Creates the queue if it does not exist.
