@@ -8,9 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// with perf's `cpu-clock` event (bench means with and without the profiler attached,
 /// alternating runs): at 999 Hz `event_propagation/send_notify_wake` ran 17-29 % slower and
 /// `handler_overhead/executor_execute` 14-24 %; at 249 Hz the former 1.5 % (inside the noise).
-/// The lower rate is not the default yet: the lifecycle test targets run for about a second,
-/// and at 249 Hz one of them recorded no samples at all, which fails the run.
-pub const DEFAULT_SAMPLE_FREQUENCY: u32 = 999;
+/// Short test targets still get enough samples at this rate because the profiling pass
+/// repeats a test executable until its profile time has passed.
+pub const DEFAULT_SAMPLE_FREQUENCY: u32 = 249;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -141,8 +141,9 @@ pub struct ProfileBaselineArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
-    /// Where to write the baseline document
-    /// [default: <workspace>/docs/observability/lifecycle-performance-baseline.md].
+    /// Where to write the baseline document [default:
+    /// <workspace>/docs/observability/lifecycle-performance-baseline.md, full runs only: a
+    /// `--quick` or `--only` run writes it only to a FILE given here].
     #[arg(long, value_name = "FILE")]
     pub baseline_doc: Option<PathBuf>,
     /// Do not write the baseline document.

@@ -13,7 +13,15 @@ pub const BASELINE_DOC: &str = "docs/observability/lifecycle-performance-baselin
 pub fn run(ws: &WorkspaceArgs, args: &ProfileBaselineArgs) -> Result<()> {
     let root = run_options::root(ws)?;
     let out = run_options::dir_or(&root, args.out.as_deref(), DEFAULT_OUT);
-    let doc = if args.no_baseline_doc {
+    // The committed document describes a full run; a smoke or subset run writes it only when
+    // asked to by name.
+    let partial = args.run.quick || !args.run.only.is_empty();
+    let doc = if args.no_baseline_doc || (partial && args.baseline_doc.is_none()) {
+        if !args.no_baseline_doc {
+            eprintln!(
+                "note: a --quick or --only run leaves {BASELINE_DOC} alone; pass --baseline-doc FILE to write one"
+            );
+        }
         None
     } else {
         Some(run_options::dir_or(

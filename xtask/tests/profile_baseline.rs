@@ -106,6 +106,8 @@ fn profile_baseline_finds_the_hot_function_and_protects_the_baseline() {
     let target_dir = tmp.path().join("target");
     let target_dir_arg = target_dir.to_str().expect("utf-8 temp path");
 
+    // A --quick run writes the baseline document only to a file named on the command line.
+    let doc = ws.join("docs/observability/lifecycle-performance-baseline.md");
     let run = xtask(
         &ws,
         &[
@@ -113,9 +115,14 @@ fn profile_baseline_finds_the_hot_function_and_protects_the_baseline() {
             "--quick",
             "--profiler",
             "perf",
+            // Plenty of samples for a ranking in a two-second profile.
+            "--frequency",
+            "999",
             "--allow-interference",
             "--target-dir",
             target_dir_arg,
+            "--baseline-doc",
+            doc.to_str().expect("utf-8 temp path"),
         ],
     );
     assert!(
@@ -155,6 +162,22 @@ fn profile_baseline_finds_the_hot_function_and_protects_the_baseline() {
             t["profile"]["top_self"]
         );
     }
+
+    // The test target is repeated under the profiler until its (quick) profile time passed.
+    let tests = targets
+        .iter()
+        .find(|t| t["name"] == "fixture-kernel-tests")
+        .expect("test target");
+    assert!(
+        tests["profile"]["repetitions"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "repetitions: {}",
+        tests["profile"]
+    );
+    assert!(tests["profile"]["duration_secs"]
+        .as_f64()
+        .is_some_and(|d| d >= 2.0));
 
     // The summary ranks the hot function first by self time for the bench target.
     let summary = std::fs::read_to_string(out.join("summary.md")).expect("summary.md");
@@ -218,9 +241,7 @@ fn profile_baseline_finds_the_hot_function_and_protects_the_baseline() {
     );
 
     assert!(out.join("plan.toml").is_file());
-    assert!(ws
-        .join("docs/observability/lifecycle-performance-baseline.md")
-        .is_file());
+    assert!(doc.is_file());
     let leftovers: Vec<_> = std::fs::read_dir(ws.join("profiles"))
         .expect("profiles dir")
         .flatten()

@@ -19,8 +19,12 @@ use support::{
 /// noise estimate has something to go on), 3 s profiles for enough samples, the shared
 /// target directory without cleaning (the fixture's dependencies are built once), and a
 /// busy machine accepted (recorded in the manifest, and the verdict accounts for it).
+/// The fixture's short profiles are judged on their shares, so they sample at a higher rate
+/// than the default (which is chosen for the profiler's cost on long runs).
 fn run_flags(target_dir: &str) -> Vec<&str> {
     vec![
+        "--frequency",
+        "999",
         "--quick",
         "--runs",
         "5",
@@ -144,10 +148,15 @@ fn profile_post_passes_an_unchanged_rerun_and_catches_a_doubled_hot_function() {
     let target_dir = shared_target_dir();
     let flags = run_flags(target_dir.to_str().expect("utf-8 path"));
 
-    let base = xtask(&ws, &with(vec!["profile-baseline"], &flags), &[]);
+    let doc = ws.join("docs/observability/lifecycle-performance-baseline.md");
+    let doc_arg = doc.to_str().expect("utf-8 path");
+    let base = xtask(
+        &ws,
+        &with(vec!["profile-baseline", "--baseline-doc", doc_arg], &flags),
+        &[],
+    );
     assert!(base.status.success(), "baseline failed:\n{}", stderr(&base));
     let baseline_dir = ws.join("profiles/pre-refactor");
-    let doc = ws.join("docs/observability/lifecycle-performance-baseline.md");
     let doc_before = std::fs::read(&doc).expect("the baseline wrote its document");
 
     // An unchanged rerun: exit 0, no regression, no signal; inconclusive only as warnings.

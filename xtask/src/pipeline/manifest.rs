@@ -140,6 +140,9 @@ pub struct TimingRecord {
 pub struct ProfileRecord {
     pub command: Vec<String>,
     pub duration_secs: f64,
+    /// How many times a test executable ran under the profiler to fill the profile time.
+    #[serde(default)]
+    pub repetitions: Option<u32>,
     /// Paths relative to the output directory.
     pub raw: String,
     pub folded: Option<String>,

@@ -1,6 +1,8 @@
 //! The profiling pass: the built bench executable (`--bench --profile-time N`) or test
-//! executable (with its filter) under perf or samply, never cargo. perf output is folded
-//! with inferno and rendered as a flamegraph SVG.
+//! executable (with its filter) under perf or samply, never cargo. A test executable is run
+//! again and again until the profile time has passed, so a one-second test still yields
+//! enough samples at a low sampling rate. perf output is folded with inferno and rendered as
+//! a flamegraph SVG.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
@@ -98,6 +100,9 @@ impl ProfilePass<'_> {
             ProfilerChoice::None => bail!("no profiler selected"),
         };
         argv.push("--".into());
+        if t.kind == Kind::Test {
+            argv.extend(repeat_until(self.profile_time_secs));
+        }
         argv.push(exe.display().to_string());
         argv.extend(args);
         let argv_ref = &argv;
@@ -127,6 +132,9 @@ impl ProfilePass<'_> {
         let mut record = ProfileRecord {
             command: std::iter::once(program.to_owned()).chain(argv).collect(),
             duration_secs: duration.as_secs_f64(),
+            repetitions: (t.kind == Kind::Test)
+                .then(|| repetitions(&String::from_utf8_lossy(&output.stderr)))
+                .flatten(),
             raw: format!("profiles/{}/{raw_name}", t.name),
             folded: None,
             flamegraph: None,
@@ -165,6 +173,34 @@ impl ProfilePass<'_> {
             folded: Some(folded),
         })
     }
+}
+
+/// The line the repeat loop prints last, with the number of runs.
+const REPETITIONS_PREFIX: &str = "xtask-profile-repetitions=";
+
+/// A bash loop that runs the command it is given until `secs` have passed (at least once) and
+/// stops at the first failure. bash's `SECONDS` counts whole seconds from a clock tick, so the
+/// loop aims one second further to be sure of the full time. A shell rather than the xtask itself, so the profiled process
+/// tree holds only the test executable and a shell that is asleep while it runs.
+fn repeat_until(secs: f64) -> Vec<String> {
+    let script = format!(
+        r#"end=$((SECONDS + $1 + 1)); shift; n=0; while :; do "$@" || exit $?; n=$((n + 1)); [ "$SECONDS" -ge "$end" ] && break; done; echo "{REPETITIONS_PREFIX}$n" >&2"#
+    );
+    vec![
+        "bash".into(),
+        "-c".into(),
+        script,
+        "bash".into(),
+        format!("{}", secs.ceil().max(1.0) as u64),
+    ]
+}
+
+fn repetitions(stderr: &str) -> Option<u32> {
+    stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(REPETITIONS_PREFIX))
+        .and_then(|n| n.parse().ok())
 }
 
 /// `perf script` piped straight into inferno's folder: the text form of a long profile is
@@ -211,4 +247,35 @@ pub fn render_flamegraph(folded: &str, svg: &PathBuf, title: &str) -> Result<()>
     let file = File::create(svg).with_context(|| format!("creating {}", svg.display()))?;
     inferno::flamegraph::from_lines(&mut options, folded.lines(), BufWriter::new(file))
         .with_context(|| format!("rendering {}", svg.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_loop(secs: f64, command: &[&str]) -> std::process::Output {
+        let argv = repeat_until(secs);
+        Command::new(&argv[0])
+            .args(&argv[1..])
+            .args(command)
+            .output()
+            .expect("bash runs")
+    }
+
+    #[test]
+    fn the_repeat_loop_runs_until_its_time_has_passed_and_reports_the_count() {
+        let started = Instant::now();
+        let out = run_loop(1.0, &["sleep", "0.2"]);
+        assert!(out.status.success());
+        assert!(started.elapsed().as_secs_f64() >= 0.9);
+        let n = repetitions(&String::from_utf8_lossy(&out.stderr)).expect("a count");
+        assert!(n >= 2, "ran {n} times");
+    }
+
+    #[test]
+    fn the_repeat_loop_stops_at_the_first_failure_with_its_status() {
+        let out = run_loop(30.0, &["sh", "-c", "exit 3"]);
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(repetitions(&String::from_utf8_lossy(&out.stderr)), None);
+    }
 }
