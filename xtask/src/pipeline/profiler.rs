@@ -132,9 +132,8 @@ impl ProfilePass<'_> {
         let mut record = ProfileRecord {
             command: std::iter::once(program.to_owned()).chain(argv).collect(),
             duration_secs: duration.as_secs_f64(),
-            repetitions: (t.kind == Kind::Test)
-                .then(|| repetitions(&String::from_utf8_lossy(&output.stderr)))
-                .flatten(),
+            // Only the repeat loop around a test executable prints the count.
+            repetitions: repetitions(&String::from_utf8_lossy(&output.stderr)),
             raw: format!("profiles/{}/{raw_name}", t.name),
             folded: None,
             flamegraph: None,
@@ -180,8 +179,9 @@ const REPETITIONS_PREFIX: &str = "xtask-profile-repetitions=";
 
 /// A bash loop that runs the command it is given until `secs` have passed (at least once) and
 /// stops at the first failure. bash's `SECONDS` counts whole seconds from a clock tick, so the
-/// loop aims one second further to be sure of the full time. A shell rather than the xtask itself, so the profiled process
-/// tree holds only the test executable and a shell that is asleep while it runs.
+/// loop aims one second further to be sure of the full time. A shell rather than the xtask
+/// itself, so the profiled process tree holds only the test executable and a shell that is
+/// asleep while it runs.
 fn repeat_until(secs: f64) -> Vec<String> {
     let script = format!(
         r#"end=$((SECONDS + $1 + 1)); shift; n=0; while :; do "$@" || exit $?; n=$((n + 1)); [ "$SECONDS" -ge "$end" ] && break; done; echo "{REPETITIONS_PREFIX}$n" >&2"#
