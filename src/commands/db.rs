@@ -1,4 +1,4 @@
-//! `tasker db start | stop | status | url`: a local development cluster.
+//! `tasker db start | stop | status | url | destroy`: a local development cluster.
 
 use std::path::PathBuf;
 
@@ -29,6 +29,8 @@ enum DbAction {
     Status,
     /// Print the connection URL of the `tasker` database.
     Url,
+    /// Stop the cluster and delete it with all its data.
+    Destroy,
 }
 
 pub async fn run(args: DbArgs) -> anyhow::Result<()> {
@@ -51,6 +53,12 @@ pub async fn run(args: DbArgs) -> anyhow::Result<()> {
                     args.dir.display()
                 )
             }
+        }
+        DbAction::Destroy => {
+            let cluster = LocalCluster::open(&args.dir)?;
+            tokio::task::spawn_blocking(move || cluster.destroy()).await??;
+            println!("deleted the cluster in {}", args.dir.display());
+            Ok(())
         }
         DbAction::Url => {
             let cluster = LocalCluster::open(&args.dir)?;

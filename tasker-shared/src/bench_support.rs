@@ -61,7 +61,8 @@ impl BenchDatabase {
     pub async fn create(max_connections: u32) -> Self {
         let db = TestDatabase::create()
             .await
-            .unwrap_or_else(|reason| panic!("benchmark database: {reason}"));
+            .unwrap_or_else(|reason| panic!("benchmark database: {reason}"))
+            .keep();
         if std::env::var_os("DATABASE_URL").is_some() {
             CREATED
                 .lock()

@@ -1,6 +1,12 @@
 //! Databases for tests and benchmarks: each caller gets a fresh database with the schema
 //! applied, on the server named by `DATABASE_URL` or, when it is unset, on a throwaway cluster
-//! that this process starts on first use and that disappears when the process exits.
+//! that this process starts on first use and that disappears when the process exits. On a
+//! `DATABASE_URL` server, which outlives the process, a test's database is dropped when its last
+//! handle goes away; a test executable run again and again (as the profiler runs the lifecycle
+//! tests) would otherwise leave hundreds of databases behind.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -38,6 +44,51 @@ pub struct TestDatabase {
     pub url: String,
     /// Its name.
     pub name: String,
+    /// Drops the database with the last clone of this handle (`DATABASE_URL` servers only).
+    dropper: Option<Arc<Dropper>>,
+}
+
+/// Drops one database on a server this process does not own.
+#[derive(Debug)]
+struct Dropper {
+    admin_url: String,
+    name: String,
+    armed: AtomicBool,
+}
+
+impl Drop for Dropper {
+    fn drop(&mut self) {
+        if !self.armed.load(Ordering::SeqCst) {
+            return;
+        }
+        let admin_url = self.admin_url.clone();
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop runs inside the test's runtime, which cannot block on its own futures; a thread
+        // with a runtime of its own does the work while this one waits, so the database is gone
+        // when the test ends. WITH (FORCE) ends the sessions still open on it.
+        let outcome = std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("building a runtime: {e}"))?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&admin_url)
+                    .await
+                    .map_err(|e| format!("connecting to {}: {e}", redact_url(&admin_url)))?;
+                sqlx::query(&statement)
+                    .execute(&mut admin)
+                    .await
+                    .map_err(|e| format!("{statement}: {e}"))?;
+                let _ = admin.close().await;
+                Ok(())
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the dropping thread panicked".to_owned()));
+        if let Err(reason) = outcome {
+            eprintln!("warning: test database {} left behind: {reason}", self.name);
+        }
+    }
 }
 
 impl TestDatabase {
@@ -82,7 +133,29 @@ impl TestDatabase {
                 .await
                 .map_err(|e| display_chain(&e))?;
         }
-        Ok(Self { pool, url, name })
+        // On the throwaway cluster the whole cluster goes when the process exits.
+        let dropper = server._cluster.is_none().then(|| {
+            Arc::new(Dropper {
+                admin_url: server.admin_url.clone(),
+                name: name.clone(),
+                armed: AtomicBool::new(true),
+            })
+        });
+        Ok(Self {
+            pool,
+            url,
+            name,
+            dropper,
+        })
+    }
+
+    /// Keeps the database after its last handle is dropped: the caller drops it itself (the
+    /// benchmarks, whose databases live in statics, do so in their teardown).
+    pub fn keep(self) -> Self {
+        if let Some(dropper) = &self.dropper {
+            dropper.armed.store(false, Ordering::SeqCst);
+        }
+        self
     }
 }
 
@@ -141,7 +214,79 @@ fn replace_database(url: &str, database: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::replace_database;
+    use super::*;
+
+    async fn exists(pool: &PgPool, name: &str) -> bool {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(pool)
+            .await
+            .expect("reading pg_database")
+    }
+
+    /// A database of its own on the test server, with a session left open on it as a test's
+    /// pool would leave one.
+    async fn scratch_database(admin_url: &str) -> (String, PgPool) {
+        let name = format!("tasker_drop_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = PgConnection::connect(admin_url).await.expect("admin");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("creating the scratch database");
+        let session = crate::database::connect(&replace_database(admin_url, &name), 1)
+            .await
+            .expect("connecting to the scratch database");
+        sqlx::query("SELECT 1")
+            .execute(&session)
+            .await
+            .expect("a session on it");
+        (name, session)
+    }
+
+    #[tokio::test]
+    async fn the_last_handle_drops_the_database_and_a_kept_one_stays() {
+        let db = TestDatabase::new().await;
+        let admin_url = match SERVER.get() {
+            Some(Ok(server)) => server.admin_url.clone(),
+            _ => panic!("the test server is up after TestDatabase::new"),
+        };
+        let dropper = |name: &str| {
+            Arc::new(Dropper {
+                admin_url: admin_url.clone(),
+                name: name.to_owned(),
+                armed: AtomicBool::new(true),
+            })
+        };
+
+        let (name, _session) = scratch_database(&admin_url).await;
+        let handle = TestDatabase {
+            pool: db.pool.clone(),
+            url: db.url.clone(),
+            name: name.clone(),
+            dropper: Some(dropper(&name)),
+        };
+        let clone = handle.clone();
+        drop(handle);
+        assert!(exists(&db.pool, &name).await, "dropped with a clone alive");
+        // Dropped from inside this (current-thread) runtime, with a session still open on it.
+        drop(clone);
+        assert!(!exists(&db.pool, &name).await, "{name} is still there");
+
+        let (kept, _session) = scratch_database(&admin_url).await;
+        let handle = TestDatabase {
+            pool: db.pool.clone(),
+            url: db.url.clone(),
+            name: kept.clone(),
+            dropper: Some(dropper(&kept)),
+        }
+        .keep();
+        drop(handle);
+        assert!(exists(&db.pool, &kept).await, "a kept database was dropped");
+        sqlx::query(&format!("DROP DATABASE {kept} WITH (FORCE)"))
+            .execute(&db.pool)
+            .await
+            .expect("cleaning up");
+    }
 
     #[test]
     fn database_name_is_replaced_and_parameters_kept() {

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// The profiler's default sampling rate. Its cost was measured on the 2-core build machine
-/// with perf's `cpu-clock` event (bench means with and without the profiler attached,
-/// alternating runs): at 999 Hz `event_propagation/send_notify_wake` ran 17-29 % slower and
-/// `handler_overhead/executor_execute` 14-24 %; at 249 Hz the former 1.5 % (inside the noise).
-/// Short test targets still get enough samples at this rate because the profiling pass
-/// repeats a test executable until its profile time has passed.
+/// (`cargo xtask profiler-overhead`: bench means with and without perf, alternating runs):
+/// sampling the program's threads at 999 Hz made `event_propagation/send_notify_wake` 17-29 %
+/// slower, at 249 Hz a few percent, the rest being a per-context-switch cost that
+/// whole-machine sampling avoids (see `pipeline::profiler`). Short test targets still get
+/// enough samples at this rate because the profiling pass repeats a test executable until its
+/// profile time has passed.
 pub const DEFAULT_SAMPLE_FREQUENCY: u32 = 249;
 
 #[derive(Debug, Parser)]
@@ -52,6 +53,9 @@ pub enum Command {
     /// Judge two saved runs without measuring (exit 0 pass, 1 regression, 2 unusable);
     /// with the global --plan FILE, that plan's thresholds replace the recorded ones.
     Compare(CompareArgs),
+    /// What attaching the profiler costs: one bench target's means with and without perf,
+    /// in alternating pairs, against a limit (exit 0 under it or inconclusive, 1 over, 2 error).
+    ProfilerOverhead(ProfilerOverheadArgs),
     /// What CI runs: `profile-post` with --force --allow-interference on one machine class,
     /// plus the step summary and annotations (or, with --save-baseline, the baseline).
     ProfileGate(ProfileGateArgs),
@@ -227,4 +231,36 @@ pub struct AuditArgs {
     /// bench that does not exist.
     #[arg(long)]
     pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfilerOverheadArgs {
+    /// The plan target to measure (a bench target, e.g. event-propagation).
+    #[arg(long, value_name = "NAME")]
+    pub target: String,
+    /// Criterion filter choosing its benchmarks [default: the target's filter in the plan, or
+    /// all of them].
+    #[arg(long, value_name = "REGEX")]
+    pub filter: Option<String>,
+    /// Pairs of runs (one without and one with perf each); six or more give a 95 % interval.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub pairs: u32,
+    /// Criterion's measurement time per benchmark and run, in seconds.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub measurement_time: f64,
+    /// Criterion's warm-up time per benchmark and run, in seconds.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    pub warm_up_time: f64,
+    /// Sampling frequency of perf, in Hz (the profiling pass's default unless given).
+    #[arg(long, default_value_t = DEFAULT_SAMPLE_FREQUENCY)]
+    pub frequency: u32,
+    /// The slow-down the profiler may cost, in percent.
+    #[arg(long, default_value_t = 5.0, value_name = "PERCENT")]
+    pub limit: f64,
+    /// Cargo target directory for the build [default: the workspace's].
+    #[arg(long, value_name = "DIR")]
+    pub target_dir: Option<PathBuf>,
+    /// Write every pair and the verdicts as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }

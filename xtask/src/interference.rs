@@ -317,6 +317,7 @@ fn perf_limits(r: &Readings, ctx: Context) -> Vec<Finding> {
     };
     let fix = "run `sudo sysctl kernel.perf_event_paranoid=1` or `cargo xtask install-tools --set-perf-paranoid 1`";
     let meaning = paranoid_meaning(paranoid);
+    let whole = "whole-machine sampling needs root or `sudo sysctl kernel.perf_event_paranoid=0`";
     let status_reason = match ctx.profiler {
         ProfilerChoice::Samply if paranoid > 1 => (
             Status::Fail,
@@ -328,7 +329,11 @@ fn perf_limits(r: &Readings, ctx: Context) -> Vec<Finding> {
         ),
         ProfilerChoice::Perf if !r.is_root && paranoid == 2 => (
             Status::Warn,
-            format!("kernel.perf_event_paranoid={paranoid} ({meaning}); kernel frames will be missing from the profiles"),
+            format!("kernel.perf_event_paranoid={paranoid} ({meaning}); kernel frames will be missing from the profiles, and perf samples the program's threads only, which slows switch-heavy code: {whole}"),
+        ),
+        ProfilerChoice::Perf if !r.is_root && paranoid == 1 => (
+            Status::Warn,
+            format!("kernel.perf_event_paranoid={paranoid} ({meaning}); perf samples the program's threads only, which slows switch-heavy code: {whole}"),
         ),
         _ => (
             Status::Ok,
@@ -395,7 +400,7 @@ mod tests {
             }),
             governors: vec!["performance".to_owned()],
             turbo_enabled: Some(false),
-            perf_event_paranoid: Some(1),
+            perf_event_paranoid: Some(0),
             perf_max_sample_rate: Some(100_000),
             is_root: false,
             spotlight_busy: None,
@@ -549,6 +554,21 @@ mod tests {
         assert_eq!(
             status_of(&evaluate(user.clone(), PERF), "perf_event_paranoid"),
             Status::Warn
+        );
+        // A user at level 1 gets per-thread sampling only, which costs switch-heavy code.
+        let per_thread = Readings {
+            perf_event_paranoid: Some(1),
+            ..user.clone()
+        };
+        let report = evaluate(per_thread, PERF);
+        assert_eq!(status_of(&report, "perf_event_paranoid"), Status::Warn);
+        let whole_machine = Readings {
+            perf_event_paranoid: Some(0),
+            ..user.clone()
+        };
+        assert_eq!(
+            status_of(&evaluate(whole_machine, PERF), "perf_event_paranoid"),
+            Status::Ok
         );
         let locked = Readings {
             perf_event_paranoid: Some(3),

@@ -19,6 +19,7 @@ mod probe;
 mod profile_baseline;
 mod profile_gate;
 mod profile_post;
+mod profiler_overhead;
 mod redact;
 mod run_options;
 mod stats;
@@ -41,6 +42,9 @@ fn main() -> ExitCode {
         flags::Command::ProfilePost(args) => profile_post::run(ws, args),
         flags::Command::Compare(args) => compare::run(ws, args),
         flags::Command::ProfileGate(args) => profile_gate::run(ws, args),
+        flags::Command::ProfilerOverhead(args) => {
+            profiler_overhead::exit_code(profiler_overhead::run(ws, args))
+        }
     }
 }
 

@@ -113,6 +113,33 @@ pub fn mad_sigma(values: &[f64]) -> Option<f64> {
     Some(1.4826 * crate::criterion::median(&deviations)?)
 }
 
+/// A distribution-free confidence interval for the median of `values`: the order statistics
+/// whose ranks a Binomial(n, ½) count puts outside the interval with probability at most
+/// `1 − confidence` (the interval of the sign test). It needs no assumption about the shape of
+/// the noise, which on a shared machine is anything but normal. `None` when there are too
+/// few values for that confidence (fewer than six at 95 %).
+pub fn median_ci(values: &[f64], confidence: f64) -> Option<(f64, f64)> {
+    let n = values.len();
+    let tail = (1.0 - confidence) / 2.0;
+    // P(X <= k) for X ~ Binomial(n, 1/2), accumulated term by term in floating point
+    // (exact binomial coefficients overflow u64 beyond n = 60 or so).
+    let mut term = 0.5f64.powi(n as i32);
+    let mut cumulative = 0.0;
+    let mut lower_rank = None;
+    for k in 0..n {
+        cumulative += term;
+        if cumulative > tail {
+            break;
+        }
+        lower_rank = Some(k);
+        term *= (n - k) as f64 / (k + 1) as f64;
+    }
+    let k = lower_rank?;
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    Some((sorted[k], sorted[n - 1 - k]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +191,26 @@ mod tests {
         let sigma = mad_sigma(&[1.0, 2.0, 3.0, 4.0, 100.0]).expect("five values");
         assert!(close(sigma, 1.4826, 1e-9), "{sigma}");
         assert_eq!(mad_sigma(&[1.0]), None);
+    }
+
+    #[test]
+    fn median_interval_uses_the_sign_test_ranks() {
+        // The classic table: for n = 10 the 95 % interval runs from the 2nd to the 9th value,
+        // for n = 20 from the 6th to the 15th, for n = 29 from the 9th to the 21st.
+        for (n, lower, upper) in [(10, 2, 9), (20, 6, 15), (29, 9, 21)] {
+            let values: Vec<f64> = (1..=n).rev().map(f64::from).collect();
+            assert_eq!(
+                median_ci(&values, 0.95),
+                Some((f64::from(lower), f64::from(upper))),
+                "n = {n}"
+            );
+        }
+        // Five values cannot give 95 %: even the extremes leave 2 · 1/32 outside.
+        assert_eq!(median_ci(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.95), None);
+        assert_eq!(
+            median_ci(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 0.95),
+            Some((1.0, 6.0))
+        );
     }
 
     #[test]

@@ -282,7 +282,8 @@ impl LoopState {
             }
             Ok(ResultOutcome::Ignored { .. }) => {}
             Err(error) => {
-                // the message stays claimed and comes back after the visibility timeout
+                // the message comes back after a short wait, doubling with each failed read up
+                // to the visibility timeout (tasker.process_next_results)
                 tracing::error!(%error, msg_id = processed.msg_id, step = ?processed.workflow_step_uuid, "processing a step result failed");
             }
         }

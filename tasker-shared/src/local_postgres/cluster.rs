@@ -188,6 +188,28 @@ impl LocalCluster {
         ])
     }
 
+    /// Stops the server and deletes the cluster: its data (also where it lives outside `dir`)
+    /// and `dir` itself.
+    pub fn destroy(self) -> Result<()> {
+        self.stop()?;
+        let remove = |path: &Path| match std::fs::remove_dir_all(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LocalPostgresError::Io {
+                action: "deleting",
+                path: path.to_path_buf(),
+                source: e,
+            }),
+            _ => Ok(()),
+        };
+        // The data root is `dir` itself or, for a cluster the postgres user could not keep
+        // under `dir`, a temporary directory of its own holding the data and the log.
+        if let Some(root) = self.info.data_dir.parent() {
+            if !root.starts_with(&self.dir) {
+                remove(root)?;
+            }
+        }
+        remove(&self.dir)
+    }
+
     /// Whether the server is running.
     pub fn is_running(&self) -> bool {
         self.command(&self.bins.path("pg_ctl"))

@@ -1,6 +1,8 @@
 //! A throwaway PostgreSQL for targets that need one, through the workspace's own
-//! `tasker db` command (so the xtask needs no database code). Stopped when the guard drops:
-//! at the end, on failure, and after Ctrl-C.
+//! `tasker db` command (so the xtask needs no database code). Stopped and deleted when the
+//! guard drops: at the end, on failure, and after Ctrl-C. Deleted, not kept: whatever the
+//! measured programs left in it (test databases, queue rows) would otherwise grow from run to
+//! run and change what the next run measures.
 
 use std::path::{Path, PathBuf};
 
@@ -70,12 +72,13 @@ impl Drop for Database {
         let exe = &self.exe;
         let dir = &self.dir;
         let result = std::process::Command::new(exe)
-            .args(["db", "stop", "--dir"])
+            .args(["db", "destroy", "--dir"])
             .arg(dir)
+            .stdout(std::process::Stdio::null())
             .status();
         if !matches!(result, Ok(s) if s.success()) {
             eprintln!(
-                "warning: could not stop the throwaway database; run `{} db stop --dir {}`",
+                "warning: could not stop and delete the throwaway database; run `{} db destroy --dir {}`",
                 exe.display(),
                 dir.display()
             );

@@ -2,11 +2,11 @@
 //! clean build, timing pass, profiling pass, analysis, all written into a staging directory
 //! that replaces the output directory only when the run is complete.
 
-mod build;
-mod database;
+pub mod build;
+pub mod database;
 pub mod manifest;
 mod outdir;
-mod profiler;
+pub mod profiler;
 mod progress;
 pub mod report;
 pub mod schedstat;
@@ -74,6 +74,21 @@ pub struct RunEnv {
 }
 
 impl RunEnv {
+    pub fn empty() -> RunEnv {
+        RunEnv {
+            vars: Vec::new(),
+            secrets: Vec::new(),
+        }
+    }
+
+    /// Hands the measured executables this database; its password never reaches a log.
+    pub fn add_database_url(&mut self, url: String) {
+        if let Some(p) = redact::password(&url) {
+            self.secrets.push(p);
+        }
+        self.vars.push(("DATABASE_URL".to_owned(), url));
+    }
+
     pub fn apply<'a>(&self, cmd: Cmd<'a>) -> Cmd<'a> {
         self.vars.iter().fold(cmd, |c, (k, v)| c.env(k, v))
     }
@@ -99,20 +114,16 @@ impl RunEnv {
 }
 
 fn write_log(path: &Path, command: &str, output: &std::process::Output) -> Result<()> {
-    RunEnv {
-        vars: Vec::new(),
-        secrets: Vec::new(),
-    }
-    .log(path, command, output)
+    RunEnv::empty().log(path, command, output)
 }
 
 /// The last `n` lines of a command's output, for error messages.
-fn tail(text: &str, n: usize) -> String {
+pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value).context("serialising JSON")?;
     std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
 }
@@ -124,7 +135,7 @@ struct Preflight {
     interference: crate::interference::Report,
     tools: std::collections::BTreeMap<String, String>,
     metadata: workspace::Metadata,
-    perf_event: String,
+    perf: profiler::PerfSetup,
 }
 
 /// Everything that can be wrong before a build is checked here, so a run that cannot
@@ -202,20 +213,13 @@ fn preflight(sh: &Shell, opts: &Options, plan: &Plan, targets: &[Target]) -> Res
         "inferno".to_owned(),
         "0.12 (library, linked into xtask)".to_owned(),
     );
-    let is_root = crate::probe::is_root();
-    let paranoid = crate::probe::readings().perf_event_paranoid;
-    let perf_event = if !is_root && paranoid.is_some_and(|p| p >= 2) {
-        // Kernel samples are off-limits to a normal user at level 2; ask for user space only.
-        "cpu-clock:u".to_owned()
-    } else {
-        "cpu-clock".to_owned()
-    };
+    let perf = profiler::PerfSetup::for_this_user();
     match opts.profiler {
         ProfilerChoice::Perf => {
             if !tools.contains_key("perf") {
                 bail!("perf is not installed; run `cargo xtask install-tools` (or pass --profiler none to skip profiling)");
             }
-            probe_perf(sh, &perf_event)?;
+            probe_perf(sh, &perf)?;
         }
         ProfilerChoice::Samply => {
             if !tools.contains_key("samply") {
@@ -241,14 +245,16 @@ fn preflight(sh: &Shell, opts: &Options, plan: &Plan, targets: &[Target]) -> Res
         interference,
         tools,
         metadata,
-        perf_event,
+        perf,
     })
 }
 
 /// A one-second perf recording of `true`: catches permission problems before the build.
-fn probe_perf(sh: &Shell, event: &str) -> Result<()> {
+pub fn probe_perf(sh: &Shell, perf: &profiler::PerfSetup) -> Result<()> {
     let data = std::env::temp_dir().join(format!("xtask-perf-probe-{}.data", std::process::id()));
-    let result = cmd!(sh, "perf record -q -e {event} -o {data} -- true")
+    let args = profiler::perf_record_args(perf, 99, &data);
+    let argv = &args;
+    let result = cmd!(sh, "perf {argv...} -q -- true")
         .quiet()
         .ignore_stdout()
         .ignore_stderr()
@@ -256,7 +262,8 @@ fn probe_perf(sh: &Shell, event: &str) -> Result<()> {
     let _ = std::fs::remove_file(&data);
     result.map_err(|_| {
         anyhow::anyhow!(
-            "perf cannot record here (`perf record -e {event} -- true` failed); check `cargo xtask check-env` and run `sudo sysctl kernel.perf_event_paranoid=1`"
+            "perf cannot record here (`perf {} -- true` failed); check `cargo xtask check-env` and run `sudo sysctl kernel.perf_event_paranoid=1`",
+            args.join(" ")
         )
     })
 }
@@ -411,10 +418,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     build_record.build_secs = build_started.elapsed().as_secs_f64();
 
     // Database: one for all targets, stopped when `_db` drops (end, error or Ctrl-C).
-    let mut env = RunEnv {
-        vars: Vec::new(),
-        secrets: Vec::new(),
-    };
+    let mut env = RunEnv::empty();
     let mut database_record = None;
     let _db = if needs_db {
         let (url, source, guard) = match std::env::var("DATABASE_URL") {
@@ -429,14 +433,11 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 (db.url.clone(), "tasker db", Some(db))
             }
         };
-        if let Some(p) = redact::password(&url) {
-            env.secrets.push(p);
-        }
         database_record = Some(DatabaseRecord {
             source: source.to_owned(),
             url: redact::url(&url),
         });
-        env.vars.push(("DATABASE_URL".to_owned(), url));
+        env.add_database_url(url);
         guard
     } else {
         None
@@ -490,7 +491,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             opts,
             progress: &progress,
             index: i,
-            perf_event: &pre.perf_event,
+            perf: &pre.perf,
             title: format!("{} @ {title_rev}", t.name),
         });
         match result {
@@ -624,7 +625,7 @@ struct MeasureCtx<'a> {
     opts: &'a Options,
     progress: &'a progress::Progress,
     index: usize,
-    perf_event: &'a str,
+    perf: &'a profiler::PerfSetup,
     title: String,
 }
 
@@ -683,7 +684,7 @@ fn measure_target(
         profiler: ctx.opts.profiler,
         frequency: ctx.opts.frequency,
         profile_time_secs: ctx.record.profile_time_secs,
-        perf_event: ctx.perf_event,
+        perf: ctx.perf,
         title: ctx.title.clone(),
     };
     let profiled = pass.run()?;

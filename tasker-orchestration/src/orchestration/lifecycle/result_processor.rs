@@ -213,6 +213,8 @@ fn ignored(reason: &str) -> ResultOutcome {
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
+    use std::time::Duration;
+    use tasker_shared::messaging::RESULTS_QUEUE;
     use tasker_worker::StepError;
 
     use super::*;
@@ -227,6 +229,81 @@ mod tests {
             .unwrap()
             .expect("picked up");
         task
+    }
+
+    #[tokio::test]
+    async fn test_a_failed_result_comes_back_soon_not_after_the_visibility_timeout() {
+        let h = Harness::new().await;
+        let task = started(&h, "linear").await;
+        h.work("a", Ok(json!({"value": 36}))).await;
+        // Another session holds the task row and this one gives up waiting for it: a failure
+        // that succeeds when tried again.
+        let mut blocker = h.pool().begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM tasker.tasks WHERE task_uuid = $1 FOR UPDATE")
+            .bind(task)
+            .execute(&mut *blocker)
+            .await
+            .unwrap();
+        let mut conn = h.pool().acquire().await.unwrap();
+        sqlx::query("SET lock_timeout = '100ms'")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT msg_id, error FROM tasker.process_next_results($1, 30, 10, 'test')",
+        )
+        .bind(RESULTS_QUEUE)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        sqlx::query("RESET lock_timeout")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        drop(conn);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let (msg_id, error) = &rows[0];
+        assert!(
+            error.as_deref().is_some_and(|e| e.contains("lock")),
+            "{error:?}"
+        );
+        let hidden_for: f64 = sqlx::query_scalar(
+            "SELECT extract(epoch FROM vt - clock_timestamp())::float8
+               FROM tasker.queue_messages WHERE msg_id = $1",
+        )
+        .bind(msg_id)
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+        assert!(
+            hidden_for < 1.0,
+            "hidden for {hidden_for} s after one failed read; the visibility timeout is 30 s"
+        );
+        blocker.rollback().await.unwrap();
+
+        // Visible again a moment later, it is processed as if nothing had happened.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let processed = h
+            .processor
+            .process_next(
+                &Queue::new(RESULTS_QUEUE).unwrap(),
+                Duration::from_secs(30),
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(processed.len(), 1);
+        assert!(
+            matches!(
+                processed[0].outcome,
+                Ok(ResultOutcome::Processed {
+                    step_state: StepState::Complete,
+                    ..
+                })
+            ),
+            "{:?}",
+            processed[0].outcome
+        );
     }
 
     #[tokio::test]
