@@ -77,6 +77,15 @@ impl Harness {
 
     /// The API alone: tasks are created but nothing runs them.
     pub async fn api_only() -> Self {
+        // The engine's warnings and errors (a step result that failed to process, a lost
+        // connection) go to the test's captured output, printed when the test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .try_init();
         let db = TestDatabase::new().await;
         for (path, template) in load_dir(&fixtures_dir()).expect("the fixture templates load") {
             register_template(&db.pool, &template)
