@@ -140,11 +140,7 @@ pub fn run(ws: &WorkspaceArgs, args: &ProfilerOverheadArgs) -> Result<Verdict> {
     if work.exists() {
         std::fs::remove_dir_all(&work).with_context(|| format!("clearing {}", work.display()))?;
     }
-    let cargo = Cargo {
-        manifest: root.join("Cargo.toml"),
-        target_dir: target_dir.clone(),
-        rustflags: Cargo::rustflags_with_frame_pointers(std::env::var("RUSTFLAGS").ok()),
-    };
+    let cargo = Cargo::for_workspace(&root, target_dir.clone());
     eprintln!(
         "building {} with the `{}` profile",
         target.name,
@@ -162,16 +158,8 @@ pub fn run(ws: &WorkspaceArgs, args: &ProfilerOverheadArgs) -> Result<Verdict> {
                 None
             }
             Err(_) => {
-                let tasker = cargo
-                    .build_bin(
-                        &sh,
-                        database::TASKER_PACKAGE,
-                        database::TASKER_BINARY,
-                        &work.join("tasker-build.log"),
-                    )?
-                    .executable;
-                eprintln!("starting a throwaway PostgreSQL with `tasker db start`");
-                let db = Database::start(&sh, &tasker, &target_dir.join("xtask-tasker-db"))?;
+                let tasker = database::build_tasker(&sh, &cargo, &work.join("tasker-build.log"))?;
+                let db = Database::start_throwaway(&sh, &tasker, &target_dir)?;
                 env.add_database_url(db.url.clone());
                 Some(db)
             }

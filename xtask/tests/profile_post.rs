@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use support::{
-    code, copy_fixture, last_line, read_json, require_perf, shared_target_dir, stderr, stdout,
+    code, fixture_copy, last_line, read_json, require_perf, shared_target_dir, stderr, stdout,
     svg_titles, xtask, xtask_bare, HOT, MEASURING,
 };
 
@@ -142,9 +142,7 @@ fn edit_manifest(dir: &Path, edit: impl FnOnce(&mut Value)) {
 fn profile_post_passes_an_unchanged_rerun_and_catches_a_doubled_hot_function() {
     require_perf();
     let _turn = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let ws = tmp.path().join("fixture");
-    copy_fixture(&ws);
+    let (tmp, ws) = fixture_copy();
     let target_dir = shared_target_dir();
     let flags = run_flags(target_dir.to_str().expect("utf-8 path"));
 
@@ -429,9 +427,7 @@ fn profile_post_passes_an_unchanged_rerun_and_catches_a_doubled_hot_function() {
 fn profile_gate_runs_the_ci_steps_locally() {
     require_perf();
     let _turn = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let ws = tmp.path().join("fixture");
-    copy_fixture(&ws);
+    let (tmp, ws) = fixture_copy();
     let target_dir = shared_target_dir();
     // The gate adds --force and --allow-interference itself, as CI needs them.
     let flags: Vec<&str> = run_flags(target_dir.to_str().expect("utf-8"))

@@ -4,7 +4,7 @@
 mod support;
 
 use support::{
-    code, copy_fixture, last_line, read_json, require_perf, shared_target_dir, stderr, xtask,
+    code, fixture_copy, last_line, read_json, require_perf, shared_target_dir, stderr, xtask,
     MEASURING,
 };
 
@@ -12,9 +12,7 @@ use support::{
 fn pairs_run_with_and_without_perf_and_are_judged() {
     require_perf();
     let _turn = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let ws = tmp.path().join("fixture");
-    copy_fixture(&ws);
+    let (tmp, ws) = fixture_copy();
     let target_dir = shared_target_dir();
     let json = tmp.path().join("overhead.json");
     // Six pairs are the fewest that give a 95 % interval; a 50 % limit is one perf at this
@@ -93,9 +91,7 @@ fn pairs_run_with_and_without_perf_and_are_judged() {
 
 #[test]
 fn only_a_known_bench_target_can_be_measured() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let ws = tmp.path().join("fixture");
-    copy_fixture(&ws);
+    let (_tmp, ws) = fixture_copy();
     let unknown = xtask(&ws, &["profiler-overhead", "--target", "nope"], &[]);
     assert_eq!(code(&unknown), 2, "{}", stderr(&unknown));
     let text = stderr(&unknown);

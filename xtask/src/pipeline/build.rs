@@ -53,6 +53,16 @@ struct ArtifactProfile {
 }
 
 impl Cargo {
+    /// The workspace at `root`, built into `target_dir` with the user's RUSTFLAGS plus frame
+    /// pointers.
+    pub fn for_workspace(root: &Path, target_dir: PathBuf) -> Cargo {
+        Cargo {
+            manifest: root.join("Cargo.toml"),
+            target_dir,
+            rustflags: Cargo::rustflags_with_frame_pointers(std::env::var("RUSTFLAGS").ok()),
+        }
+    }
+
     /// Keeps the user's RUSTFLAGS and adds frame pointers, once.
     pub fn rustflags_with_frame_pointers(existing: Option<String>) -> String {
         let existing = existing.unwrap_or_default();

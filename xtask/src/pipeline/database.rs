@@ -9,9 +9,23 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
+use super::build::Cargo;
+
 /// The package and binary that provide `tasker db start|url|status|stop`.
 pub const TASKER_PACKAGE: &str = "tasker-core";
 pub const TASKER_BINARY: &str = "tasker";
+
+/// The throwaway cluster's directory under the cargo target directory: a directory of its own,
+/// so a cluster the user runs in `tasker db`'s default one is untouched.
+const THROWAWAY_DIR: &str = "xtask-tasker-db";
+
+/// Builds the `tasker` binary that provides `tasker db`, with the run's flags.
+pub fn build_tasker(sh: &Shell, cargo: &Cargo, log: &Path) -> Result<PathBuf> {
+    eprintln!("building the `{TASKER_BINARY}` binary for `tasker db`");
+    Ok(cargo
+        .build_bin(sh, TASKER_PACKAGE, TASKER_BINARY, log)?
+        .executable)
+}
 
 pub struct Database {
     exe: PathBuf,
@@ -20,6 +34,12 @@ pub struct Database {
 }
 
 impl Database {
+    /// Starts the throwaway cluster under `target_dir`.
+    pub fn start_throwaway(sh: &Shell, exe: &Path, target_dir: &Path) -> Result<Database> {
+        eprintln!("starting a throwaway PostgreSQL with `tasker db start`");
+        Database::start(sh, exe, &target_dir.join(THROWAWAY_DIR))
+    }
+
     pub fn start(sh: &Shell, exe: &Path, dir: &Path) -> Result<Database> {
         let status = cmd!(sh, "{exe} db status --dir {dir}")
             .quiet()

@@ -334,11 +334,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         .target_dir
         .clone()
         .unwrap_or_else(|| pre.metadata.target_directory.clone());
-    let cargo = build::Cargo {
-        manifest: opts.workspace.join("Cargo.toml"),
-        target_dir: target_dir.clone(),
-        rustflags: build::Cargo::rustflags_with_frame_pointers(std::env::var("RUSTFLAGS").ok()),
-    };
+    let cargo = build::Cargo::for_workspace(&opts.workspace, target_dir.clone());
 
     let mut records: Vec<TargetRecord> = targets
         .iter()
@@ -398,20 +394,11 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         .zip(&records)
         .any(|(t, r)| t.needs_database && r.status != TargetStatus::Skipped);
     let db_exe = if needs_db && std::env::var_os("DATABASE_URL").is_none() {
-        eprintln!(
-            "building the `{}` binary for `tasker db`",
-            database::TASKER_BINARY
-        );
-        Some(
-            cargo
-                .build_bin(
-                    &sh,
-                    database::TASKER_PACKAGE,
-                    database::TASKER_BINARY,
-                    &out.join("logs").join("tasker-build.log"),
-                )?
-                .executable,
-        )
+        Some(database::build_tasker(
+            &sh,
+            &cargo,
+            &out.join("logs").join("tasker-build.log"),
+        )?)
     } else {
         None
     };
@@ -427,9 +414,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 let exe = db_exe
                     .as_deref()
                     .context("the tasker binary was not built")?;
-                eprintln!("starting a throwaway PostgreSQL with `tasker db start`");
-                // A directory of its own, so a cluster the user runs in the default one is untouched.
-                let db = database::Database::start(&sh, exe, &target_dir.join("xtask-tasker-db"))?;
+                let db = database::Database::start_throwaway(&sh, exe, &target_dir)?;
                 (db.url.clone(), "tasker db", Some(db))
             }
         };

@@ -30,6 +30,14 @@ pub fn copy_fixture(to: &Path) {
     copy_dir(&fixture_source(), to);
 }
 
+/// A private copy of the fixture workspace in a temporary directory (deleted with the guard).
+pub fn fixture_copy() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ws = tmp.path().join("fixture");
+    copy_fixture(&ws);
+    (tmp, ws)
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create fixture copy");
     for entry in std::fs::read_dir(from).expect("read fixture") {
