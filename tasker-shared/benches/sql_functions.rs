@@ -11,7 +11,9 @@
 //!   so the data set does not drift; the history rows the flips add are pruned between
 //!   samples, outside the timed region;
 //! - `get_task_execution_context`: five tasks of different shapes and states;
-//! - `get_step_transitive_dependencies`: ten steps at depths 0 to 3.
+//! - `get_step_transitive_dependencies`: ten steps at depths 0 to 3;
+//! - `pool_checkout`: `SELECT 1` through the pool and on a held connection, so the pool's
+//!   share of the figures above is a number.
 //!
 //! The data: once per run, the first benchmark that runs seeds a fresh database (the
 //! throwaway PostgreSQL cluster when `DATABASE_URL` is unset) with
@@ -312,6 +314,44 @@ fn bench_transitive_dependencies(c: &mut Criterion) {
             });
         });
     }
+    group.finish();
+}
+
+/// What the connection pool adds to each of the calls above: the same trivial statement
+/// through the pool (checked out and returned on every call, as the benchmarks above and the
+/// services call) and on one connection checked out for the whole sample. The difference is
+/// the pool's cost per call, to subtract when comparing the functions with figures taken on a
+/// single connection (pgbench, psql).
+fn bench_pool_checkout(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pool_checkout");
+    group.bench_function("select_1_pooled", |b| {
+        let fx = fixture();
+        b.to_async(runtime()).iter(|| async move {
+            sqlx::query_scalar::<_, i32>("SELECT 1")
+                .fetch_one(&fx.db.pool)
+                .await
+                .expect("SELECT 1 through the pool")
+        });
+    });
+    group.bench_function("select_1_held", |b| {
+        let fx = fixture();
+        b.to_async(runtime()).iter_custom(|iters| async move {
+            let mut conn = fx
+                .db
+                .pool
+                .acquire()
+                .await
+                .expect("checking out a connection");
+            let start = Instant::now();
+            for _ in 0..iters {
+                sqlx::query_scalar::<_, i32>("SELECT 1")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .expect("SELECT 1 on a held connection");
+            }
+            start.elapsed()
+        });
+    });
     group.finish();
 }
 
@@ -839,7 +879,7 @@ criterion_group! {
     name = benches;
     config = config();
     targets = bench_next_ready_tasks, bench_step_readiness, bench_transition,
-              bench_execution_context, bench_transitive_dependencies
+              bench_execution_context, bench_transitive_dependencies, bench_pool_checkout
 }
 
 fn main() {

@@ -105,9 +105,19 @@ async fn pool(url: &str, max_connections: u32) -> PgPool {
 /// Drops the databases this process created on a `DATABASE_URL` server. On the throwaway
 /// cluster there is nothing to do: the cluster and its data directory disappear when the
 /// process exits. Errors are reported, not fatal: the measurements are already written.
+/// `TASKER_BENCH_KEEP_DATABASE=1` keeps them (their names are printed), to inspect the data
+/// or replay a statement against it with `pgbench` or `EXPLAIN` after the run.
 pub fn teardown() {
     let names: Vec<String> =
         std::mem::take(&mut *CREATED.lock().unwrap_or_else(|p| p.into_inner()));
+    if std::env::var_os("TASKER_BENCH_KEEP_DATABASE").is_some_and(|v| v == "1") {
+        for name in &names {
+            eprintln!(
+                "teardown: kept the benchmark database {name} (TASKER_BENCH_KEEP_DATABASE=1)"
+            );
+        }
+        return;
+    }
     let Ok(admin_url) = std::env::var("DATABASE_URL") else {
         return;
     };

@@ -176,3 +176,97 @@ async fn the_state_column_always_matches_the_most_recent_transition() {
     .unwrap();
     assert_eq!(mismatches, 0);
 }
+
+/// The database's own vocabulary check (enum types behind the CHECK constraints) knows exactly
+/// the states the Rust state machines use, and refuses anything else without writing.
+#[tokio::test]
+async fn the_database_refuses_states_outside_the_state_machines_and_out_of_range_limits() {
+    let db = TestDatabase::new().await;
+    let labels = |ty: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Vec<String>>(&format!(
+                "SELECT enum_range(NULL::tasker.{ty})::text[]"
+            ))
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let rust_tasks: Vec<String> = TaskState::ALL.iter().map(|s| s.as_str().into()).collect();
+    let rust_steps: Vec<String> = StepState::ALL.iter().map(|s| s.as_str().into()).collect();
+    assert_eq!(labels("task_state").await, rust_tasks);
+    assert_eq!(labels("step_state").await, rust_steps);
+
+    let task = create_task(&db.pool, LINEAR).await;
+    let err = sqlx::query_scalar::<_, bool>(
+        "SELECT tasker.transition_task_state_atomic($1, 'pending', 'finished', 'test')",
+    )
+    .bind(task.uuid)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("invalid input value for enum tasker.task_state: \"finished\""),
+        "{err}"
+    );
+    assert_eq!(
+        current_task_state(&db.pool, task.uuid).await.unwrap(),
+        TaskState::Pending
+    );
+
+    let step = task.step("a");
+    let err = sqlx::query(
+        "UPDATE tasker.workflow_steps SET current_state = 'done' WHERE workflow_step_uuid = $1",
+    )
+    .bind(step)
+    .execute(&db.pool)
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("invalid input value for enum tasker.step_state: \"done\""),
+        "{err}"
+    );
+    let history_rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tasker.task_transitions WHERE task_uuid = $1")
+            .bind(task.uuid)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(history_rows, 1, "the refused transition wrote no history");
+
+    // the step limits are domains now; an update that sets one is still checked
+    for (column, value, domain) in [
+        ("max_attempts", 0, "attempt_limit"),
+        ("backoff_base_ms", -1, "milliseconds"),
+        ("backoff_max_ms", -1, "milliseconds"),
+    ] {
+        let err = sqlx::query(&format!(
+            "UPDATE tasker.workflow_steps SET {column} = $2 WHERE workflow_step_uuid = $1"
+        ))
+        .bind(step)
+        .bind(value)
+        .execute(&db.pool)
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "value for domain tasker.{domain} violates check constraint"
+            )),
+            "{column}: {err}"
+        );
+    }
+    let max_attempts: i32 = sqlx::query_scalar(
+        "SELECT max_attempts FROM tasker.workflow_steps WHERE workflow_step_uuid = $1",
+    )
+    .bind(step)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        max_attempts >= 1,
+        "reads back as an integer: {max_attempts}"
+    );
+}
