@@ -148,6 +148,7 @@ impl ProfilePass<'_> {
         let folded = fold_perf(
             &dir.join("perf.data"),
             &self.out.join("logs").join(&t.name).join("perf-script.log"),
+            self.perf.system_wide,
         )?;
         std::fs::write(dir.join("folded.txt"), &folded).context("writing folded stacks")?;
         record.folded = Some(format!("profiles/{}/folded.txt", t.name));
@@ -300,8 +301,19 @@ fn repetitions(stderr: &str) -> Option<u32> {
 /// `perf script` piped straight into inferno's folder: the text form of a long profile is
 /// far bigger than the folded result, so it is never held in memory or on disk whole.
 /// xshell cannot stream a child's output, hence `std::process` here.
-pub fn fold_perf(raw: &Path, log: &Path) -> Result<String> {
+pub fn fold_perf(raw: &Path, log: &Path, system_wide: bool) -> Result<String> {
     let pids = program_pids(&task_events(raw, &log.with_extension("tasks.log"))?);
+    // A whole-machine recording folded unfiltered would pass every process on the machine
+    // off as the program's profile.
+    if system_wide && pids.is_none() {
+        bail!(
+            "the whole-machine recording {} names no process perf started (no `perf-exec` task event), \
+             so the program's samples cannot be told from the rest of the machine; \
+             record it again, and check `perf script --show-task-events -i {}`",
+            raw.display(),
+            raw.display()
+        );
+    }
     let stderr = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut command = Command::new("perf");
     command.arg("script").arg("-i").arg(raw);
@@ -391,6 +403,47 @@ mod tests {
         let pids = program_pids(events).expect("the program");
         assert_eq!(pids.into_iter().collect::<Vec<_>>(), [18210, 18212, 18213]);
         assert_eq!(program_pids("nothing here"), None);
+    }
+
+    /// A recording perf made by attaching to a running process has no `perf-exec` event: in
+    /// whole-machine mode folding it must fail rather than keep every process's samples.
+    #[test]
+    fn a_whole_machine_recording_without_the_programs_process_is_refused() {
+        let dir = std::env::temp_dir().join(format!("xtask-fold-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let raw = dir.join("attach.data");
+        let mut busy = Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .expect("sh runs");
+        // no command after `-p` (a command would be perf's own child), so stopped by SIGINT
+        let perf = Command::new("perf")
+            .args(["record", "-q", "-F", "99", "-o"])
+            .arg(&raw)
+            .args(["-p", &busy.id().to_string()])
+            .spawn()
+            .expect("perf is installed (cargo xtask install-tools)");
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let interrupted = Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status()
+            .unwrap();
+        let recorded = perf.wait_with_output().unwrap();
+        busy.kill().unwrap();
+        busy.wait().unwrap();
+        // perf writes the recording, then re-raises the SIGINT it was stopped with
+        assert!(interrupted.success() && raw.exists(), "{recorded:?}");
+
+        let log = dir.join("script.log");
+        let err = fold_perf(&raw, &log, true).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("names no process perf started"),
+            "{err:#}"
+        );
+        // per-thread recordings hold only the program: folded as they are
+        let folded = fold_perf(&raw, &log, false).expect("per-thread folding");
+        assert!(folded.lines().any(|l| l.starts_with("sh;")), "{folded}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
