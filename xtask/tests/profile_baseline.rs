@@ -3,106 +3,14 @@
 //! profiles, checked against the one thing known in advance, that
 //! `xtask_fixture_hot_kernel` dominates the fixture's time. Needs perf; fails without it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
 
-use serde_json::Value;
-
-const HOT: &str = "xtask_fixture_hot_kernel";
-
-fn fixture_source() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/profile-fixture")
-}
-
-/// Copies the fixture (without build output) so runs never write into the repository.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create fixture copy");
-    for entry in std::fs::read_dir(from).expect("read fixture") {
-        let entry = entry.expect("fixture entry");
-        let name = entry.file_name();
-        if ["target", "profiles", "docs"]
-            .iter()
-            .any(|skip| name == *skip)
-        {
-            continue;
-        }
-        let path = entry.path();
-        if path.is_dir() {
-            copy_dir(&path, &to.join(&name));
-        } else {
-            std::fs::copy(&path, to.join(&name)).expect("copy fixture file");
-        }
-    }
-}
-
-fn xtask(workspace: &Path, args: &[&str]) -> Output {
-    let plan = workspace.join("profile-plan.toml");
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("--workspace")
-        .arg(workspace)
-        .arg("--plan")
-        .arg(&plan)
-        .args(args)
-        // The fixture builds into its own target directory, never the caller's.
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .expect("run xtask")
-}
-
-fn require_perf() {
-    let ok = Command::new("perf")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "perf is not installed: this test profiles the fixture with perf. Install it \
-         (`apt-get install linux-perf` on Debian) or run `cargo xtask install-tools`."
-    );
-}
-
-fn read_json(path: &Path) -> Value {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Parses the SVG as XML from start to end and returns the text of its `<title>` elements
-/// (inferno puts each frame's name and sample count there).
-fn svg_titles(path: &Path) -> Vec<String> {
-    use quick_xml::events::Event;
-    let text = std::fs::read_to_string(path).expect("read svg");
-    let mut reader = quick_xml::Reader::from_str(&text);
-    let mut titles = Vec::new();
-    let mut in_title = false;
-    let mut saw_svg = false;
-    loop {
-        match reader.read_event() {
-            Ok(Event::Start(e)) if e.name().as_ref() == b"svg" => saw_svg = true,
-            Ok(Event::Start(e)) if e.name().as_ref() == b"title" => in_title = true,
-            Ok(Event::End(e)) if e.name().as_ref() == b"title" => in_title = false,
-            Ok(Event::Text(t)) if in_title => {
-                titles.push(String::from_utf8_lossy(t.as_ref()).into_owned())
-            }
-            Ok(Event::Eof) => break,
-            Err(e) => panic!("{} is not well-formed XML: {e}", path.display()),
-            _ => {}
-        }
-    }
-    assert!(saw_svg, "{} has no <svg> element", path.display());
-    titles
-}
+use support::{fixture_copy, read_json, require_perf, stderr, svg_titles, xtask, xtask_bare, HOT};
 
 #[test]
 fn profile_baseline_finds_the_hot_function_and_protects_the_baseline() {
     require_perf();
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let ws = tmp.path().join("fixture");
-    copy_dir(&fixture_source(), &ws);
+    let (tmp, ws) = fixture_copy();
     let target_dir = tmp.path().join("target");
     let target_dir_arg = target_dir.to_str().expect("utf-8 temp path");
 
@@ -124,6 +32,7 @@ fn profile_baseline_finds_the_hot_function_and_protects_the_baseline() {
             "--baseline-doc",
             doc.to_str().expect("utf-8 temp path"),
         ],
+        &[],
     );
     assert!(
         run.status.success(),
@@ -261,6 +170,7 @@ fn profile_baseline_finds_the_hot_function_and_protects_the_baseline() {
             "--target-dir",
             target_dir_arg,
         ],
+        &[],
     );
     assert!(!again.status.success(), "second run must refuse");
     let err = stderr(&again);
@@ -277,13 +187,12 @@ fn profile_baseline_finds_the_hot_function_and_protects_the_baseline() {
 
 #[test]
 fn unknown_target_and_malformed_plan_are_clear_errors() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let ws = tmp.path().join("fixture");
-    copy_dir(&fixture_source(), &ws);
+    let (_tmp, ws) = fixture_copy();
 
     let o = xtask(
         &ws,
         &["profile-baseline", "--only", "nope", "--profiler", "none"],
+        &[],
     );
     assert!(!o.status.success());
     let err = stderr(&o);
@@ -299,7 +208,7 @@ fn unknown_target_and_malformed_plan_are_clear_errors() {
         text.replace("category = \"component\"", "category = \"componnet\""),
     )
     .expect("write");
-    let o = xtask(&ws, &["profile-baseline", "--profiler", "none"]);
+    let o = xtask(&ws, &["profile-baseline", "--profiler", "none"], &[]);
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
@@ -314,9 +223,7 @@ fn unknown_target_and_malformed_plan_are_clear_errors() {
 
 #[test]
 fn audit_lists_the_fixture_bench() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let ws = tmp.path().join("fixture");
-    copy_dir(&fixture_source(), &ws);
+    let (_tmp, ws) = fixture_copy();
     std::fs::create_dir_all(ws.join("benches")).expect("benches dir");
     std::fs::write(
         ws.join("benches/later.rs"),
@@ -331,7 +238,7 @@ fn audit_lists_the_fixture_bench() {
     )
     .expect("write");
 
-    let o = xtask(&ws, &["audit"]);
+    let o = xtask(&ws, &["audit"], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let table = String::from_utf8_lossy(&o.stdout);
     let row = |bench: &str| {
@@ -349,12 +256,9 @@ fn audit_lists_the_fixture_bench() {
 
 #[test]
 fn check_env_reports_json() {
-    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["check-env", "--json"])
-        .output()
-        .expect("run xtask");
+    let o = xtask_bare(&["check-env", "--json"]);
     // A busy CI machine may fail the check; the report must be there either way.
-    let report: Value = serde_json::from_slice(&o.stdout).expect("JSON report");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON report");
     let findings = report["findings"].as_array().expect("findings");
     assert!(findings.iter().any(|f| f["check"] == "load"));
     assert!(findings
