@@ -133,10 +133,8 @@ pub fn teardown() {
             }
         };
         for name in names {
-            // WITH (FORCE) ends sessions still open on it (pools that were never closed)
-            let statement = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-            if let Err(e) = sqlx::query(&statement).execute(&mut admin).await {
-                eprintln!("teardown: {statement}: {e}");
+            if let Err(reason) = crate::test_support::drop_database(&mut admin, &name).await {
+                eprintln!("teardown: {reason}");
             }
         }
         let _ = admin.close().await;

@@ -62,10 +62,10 @@ impl Drop for Dropper {
             return;
         }
         let admin_url = self.admin_url.clone();
-        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let name = self.name.clone();
         // Drop runs inside the test's runtime, which cannot block on its own futures; a thread
         // with a runtime of its own does the work while this one waits, so the database is gone
-        // when the test ends. WITH (FORCE) ends the sessions still open on it.
+        // when the test ends.
         let outcome = std::thread::spawn(move || -> Result<(), String> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -75,10 +75,7 @@ impl Drop for Dropper {
                 let mut admin = PgConnection::connect(&admin_url)
                     .await
                     .map_err(|e| format!("connecting to {}: {e}", redact_url(&admin_url)))?;
-                sqlx::query(&statement)
-                    .execute(&mut admin)
-                    .await
-                    .map_err(|e| format!("{statement}: {e}"))?;
+                drop_database(&mut admin, &name).await?;
                 let _ = admin.close().await;
                 Ok(())
             })
@@ -88,6 +85,16 @@ impl Drop for Dropper {
         if let Err(reason) = outcome {
             eprintln!("warning: test database {} left behind: {reason}", self.name);
         }
+    }
+}
+
+/// Drops database `name` through the `admin` connection, ending the sessions still open on it
+/// (`WITH (FORCE)`: pools that were never closed). The error names the statement.
+pub async fn drop_database(admin: &mut PgConnection, name: &str) -> Result<(), String> {
+    let statement = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    match sqlx::query(&statement).execute(admin).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("{statement}: {e}")),
     }
 }
 
@@ -282,10 +289,8 @@ mod tests {
         .keep();
         drop(handle);
         assert!(exists(&db.pool, &kept).await, "a kept database was dropped");
-        sqlx::query(&format!("DROP DATABASE {kept} WITH (FORCE)"))
-            .execute(&db.pool)
-            .await
-            .expect("cleaning up");
+        let mut admin = PgConnection::connect(&admin_url).await.expect("admin");
+        drop_database(&mut admin, &kept).await.expect("cleaning up");
     }
 
     #[test]
