@@ -19,7 +19,7 @@ use xshell::{cmd, Shell};
 
 use crate::flags::{ProfilerOverheadArgs, WorkspaceArgs};
 use crate::pipeline::build::{self, Cargo};
-use crate::pipeline::database::{self, Database};
+use crate::pipeline::database;
 use crate::pipeline::{self, profiler, RunEnv};
 use crate::plan::{Kind, Plan};
 use crate::{criterion, host, run_options, stats, workspace};
@@ -152,18 +152,18 @@ pub fn run(ws: &WorkspaceArgs, args: &ProfilerOverheadArgs) -> Result<Verdict> {
 
     let mut env = RunEnv::empty();
     let _db = if target.needs_database {
-        match std::env::var("DATABASE_URL") {
-            Ok(url) => {
-                env.add_database_url(url);
-                None
-            }
-            Err(_) => {
-                let tasker = database::build_tasker(&sh, &cargo, &work.join("tasker-build.log"))?;
-                let db = Database::start_throwaway(&sh, &tasker, &target_dir)?;
-                env.add_database_url(db.url.clone());
-                Some(db)
-            }
-        }
+        let tasker = if database::needs_throwaway() {
+            Some(database::build_tasker(
+                &sh,
+                &cargo,
+                &work.join("tasker-build.log"),
+            )?)
+        } else {
+            None
+        };
+        let provided = database::provide(&sh, tasker.as_deref(), &target_dir)?;
+        env.add_database_url(provided.url);
+        provided.guard
     } else {
         None
     };

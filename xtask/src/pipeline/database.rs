@@ -27,6 +27,42 @@ pub fn build_tasker(sh: &Shell, cargo: &Cargo, log: &Path) -> Result<PathBuf> {
         .executable)
 }
 
+/// Whether `DATABASE_URL` is unset, so the run needs a throwaway cluster and the `tasker`
+/// binary that starts it.
+pub fn needs_throwaway() -> bool {
+    std::env::var_os("DATABASE_URL").is_none()
+}
+
+/// The database the measured programs use.
+pub struct Provided {
+    pub url: String,
+    /// `DATABASE_URL` or `tasker db`, for the manifest.
+    pub source: &'static str,
+    /// The throwaway cluster, stopped and deleted when dropped; `None` for `DATABASE_URL`.
+    pub guard: Option<Database>,
+}
+
+/// The server `DATABASE_URL` names, or else a throwaway cluster under `target_dir` started
+/// with `tasker` (built beforehand when [`needs_throwaway`]).
+pub fn provide(sh: &Shell, tasker: Option<&Path>, target_dir: &Path) -> Result<Provided> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) => Ok(Provided {
+            url,
+            source: "DATABASE_URL",
+            guard: None,
+        }),
+        Err(_) => {
+            let exe = tasker.context("the tasker binary was not built")?;
+            let db = Database::start_throwaway(sh, exe, target_dir)?;
+            Ok(Provided {
+                url: db.url.clone(),
+                source: "tasker db",
+                guard: Some(db),
+            })
+        }
+    }
+}
+
 pub struct Database {
     exe: PathBuf,
     dir: PathBuf,
@@ -35,12 +71,12 @@ pub struct Database {
 
 impl Database {
     /// Starts the throwaway cluster under `target_dir`.
-    pub fn start_throwaway(sh: &Shell, exe: &Path, target_dir: &Path) -> Result<Database> {
+    fn start_throwaway(sh: &Shell, exe: &Path, target_dir: &Path) -> Result<Database> {
         eprintln!("starting a throwaway PostgreSQL with `tasker db start`");
         Database::start(sh, exe, &target_dir.join(THROWAWAY_DIR))
     }
 
-    pub fn start(sh: &Shell, exe: &Path, dir: &Path) -> Result<Database> {
+    fn start(sh: &Shell, exe: &Path, dir: &Path) -> Result<Database> {
         let status = cmd!(sh, "{exe} db status --dir {dir}")
             .quiet()
             .ignore_stdout()

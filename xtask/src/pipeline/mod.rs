@@ -393,7 +393,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         .iter()
         .zip(&records)
         .any(|(t, r)| t.needs_database && r.status != TargetStatus::Skipped);
-    let db_exe = if needs_db && std::env::var_os("DATABASE_URL").is_none() {
+    let db_exe = if needs_db && database::needs_throwaway() {
         Some(database::build_tasker(
             &sh,
             &cargo,
@@ -408,22 +408,13 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let mut env = RunEnv::empty();
     let mut database_record = None;
     let _db = if needs_db {
-        let (url, source, guard) = match std::env::var("DATABASE_URL") {
-            Ok(url) => (url, "DATABASE_URL", None),
-            Err(_) => {
-                let exe = db_exe
-                    .as_deref()
-                    .context("the tasker binary was not built")?;
-                let db = database::Database::start_throwaway(&sh, exe, &target_dir)?;
-                (db.url.clone(), "tasker db", Some(db))
-            }
-        };
+        let provided = database::provide(&sh, db_exe.as_deref(), &target_dir)?;
         database_record = Some(DatabaseRecord {
-            source: source.to_owned(),
-            url: redact::url(&url),
+            source: provided.source.to_owned(),
+            url: redact::url(&provided.url),
         });
-        env.add_database_url(url);
-        guard
+        env.add_database_url(provided.url);
+        provided.guard
     } else {
         None
     };
