@@ -1,8 +1,9 @@
 //! The orchestration SQL functions on a realistic data set.
 //!
 //! What is measured: one call of each hot-path function through its typed wrapper in
-//! `tasker_shared::sql_functions` (a pooled connection, a prepared statement, one round trip),
-//! as the orchestrator and workers make it:
+//! `tasker_shared::sql_functions` (a prepared statement, one round trip), as the orchestrator
+//! and workers make it: the calls of a sample run on one connection checked out before the
+//! clock starts, as the engine's loops keep theirs (`tasker_shared::database::HeldConnection`):
 //!
 //! - `get_next_ready_tasks`: batch sizes 1, 10, 50 and 100;
 //! - `get_step_readiness_status`: five tasks of different shapes and states;
@@ -12,8 +13,10 @@
 //!   samples, outside the timed region;
 //! - `get_task_execution_context`: five tasks of different shapes and states;
 //! - `get_step_transitive_dependencies`: ten steps at depths 0 to 3;
-//! - `pool_checkout`: `SELECT 1` through the pool and on a held connection, so the pool's
-//!   share of the figures above is a number.
+//! - `pool_checkout`: `SELECT 1` and a task transition, each through the pool (a checkout per
+//!   call) and on a held connection, so what a checkout per call would add is a number: for a
+//!   statement that works the server it is more than the checkout, because the pool hands out
+//!   the connection idle longest and consecutive calls rotate over cold server processes.
 //!
 //! The data: once per run, the first benchmark that runs seeds a fresh database (the
 //! throwaway PostgreSQL cluster when `DATABASE_URL` is unset) with
@@ -201,11 +204,15 @@ fn bench_next_ready_tasks(c: &mut Criterion) {
     let mut group = c.benchmark_group("get_next_ready_tasks");
     for batch in [1, 10, 50, 100] {
         group.bench_with_input(BenchmarkId::new("batch", batch), &batch, |b, &batch| {
-            let pool = &fixture().db.pool;
-            b.to_async(runtime()).iter(|| async move {
-                sql_functions::get_next_ready_tasks(pool, batch)
-                    .await
-                    .expect("get_next_ready_tasks")
+            b.to_async(runtime()).iter_custom(|iters| {
+                on_one_connection(iters, move |conn| {
+                    Box::pin(async move {
+                        sql_functions::get_next_ready_tasks(conn, batch)
+                            .await
+                            .expect("get_next_ready_tasks")
+                            .len()
+                    })
+                })
             });
         });
     }
@@ -220,10 +227,15 @@ fn bench_step_readiness(c: &mut Criterion) {
         group.bench_function(id, |b| {
             let fx = fixture();
             let task = fx.readiness[i].1;
-            b.to_async(runtime()).iter(|| async move {
-                sql_functions::get_step_readiness_status(&fx.db.pool, task, None)
-                    .await
-                    .expect("get_step_readiness_status")
+            b.to_async(runtime()).iter_custom(|iters| {
+                on_one_connection(iters, move |conn| {
+                    Box::pin(async move {
+                        sql_functions::get_step_readiness_status(conn, task, None)
+                            .await
+                            .expect("get_step_readiness_status")
+                            .len()
+                    })
+                })
             });
         });
     }
@@ -234,40 +246,60 @@ fn bench_transition(c: &mut Criterion) {
     let mut group = c.benchmark_group("transition_task_state_atomic");
     for i in 0..5 {
         group.bench_function(SAMPLE_LABELS.flips[i], |b| {
-            let fx = fixture();
-            let flip = &fx.flips[i];
-            let metadata = json!({"source": "sql_functions benchmark"});
-            let metadata = &metadata;
+            let flip = &fixture().flips[i];
             b.to_async(runtime()).iter_custom(|iters| async move {
-                let pool = &fx.db.pool;
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let at_b = flip.at_b.load(Ordering::Relaxed);
-                    let (from, to) = if at_b {
-                        (flip.b, flip.a)
-                    } else {
-                        (flip.a, flip.b)
-                    };
-                    let moved = sql_functions::transition_task_state_atomic(
-                        pool,
-                        flip.task,
-                        from.as_str(),
-                        to.as_str(),
-                        "bench",
-                        metadata,
-                    )
-                    .await
-                    .expect("transition_task_state_atomic");
-                    assert!(moved, "{}: {from} -> {to} did not apply", flip.label);
-                    flip.at_b.store(!at_b, Ordering::Relaxed);
-                }
-                let elapsed = start.elapsed();
+                let elapsed = on_one_connection(iters, move |conn| Box::pin(flip.flip(conn))).await;
                 prune_history(flip).await;
                 elapsed
             });
         });
     }
     group.finish();
+}
+
+impl FlipTask {
+    /// One transition, to whichever of the two states the task is not in.
+    async fn flip<'e>(&self, executor: impl sqlx::PgExecutor<'e>) {
+        let at_b = self.at_b.load(Ordering::Relaxed);
+        let (from, to) = if at_b {
+            (self.b, self.a)
+        } else {
+            (self.a, self.b)
+        };
+        let moved = sql_functions::transition_task_state_atomic(
+            executor,
+            self.task,
+            from.as_str(),
+            to.as_str(),
+            "bench",
+            &json!({"source": "sql_functions benchmark"}),
+        )
+        .await
+        .expect("transition_task_state_atomic");
+        assert!(moved, "{}: {from} -> {to} did not apply", self.label);
+        self.at_b.store(!at_b, Ordering::Relaxed);
+    }
+}
+
+/// Times `iters` calls of `call` on one connection, checked out before the clock starts and
+/// returned after it stops. The engine's loops keep their connection
+/// (`tasker_shared::database::HeldConnection`), so this is how they call the functions; what a
+/// checkout per call adds is measured apart, in `pool_checkout`.
+async fn on_one_connection<F, T>(iters: u64, mut call: F) -> Duration
+where
+    F: for<'c> FnMut(&'c mut PgConnection) -> futures::future::BoxFuture<'c, T>,
+{
+    let mut conn = fixture()
+        .db
+        .pool
+        .acquire()
+        .await
+        .expect("checking out a connection for the sample");
+    let start = Instant::now();
+    for _ in 0..iters {
+        std::hint::black_box(call(&mut conn).await);
+    }
+    start.elapsed()
 }
 
 /// Removes the history rows the benchmark added (all but the most recent), so the
@@ -290,11 +322,16 @@ fn bench_execution_context(c: &mut Criterion) {
         group.bench_function(SAMPLE_LABELS.contexts[i], |b| {
             let fx = fixture();
             let task = fx.contexts[i].1;
-            b.to_async(runtime()).iter(|| async move {
-                sql_functions::get_task_execution_context(&fx.db.pool, task)
-                    .await
-                    .expect("get_task_execution_context")
-                    .expect("the sampled task exists")
+            b.to_async(runtime()).iter_custom(|iters| {
+                on_one_connection(iters, move |conn| {
+                    Box::pin(async move {
+                        sql_functions::get_task_execution_context(conn, task)
+                            .await
+                            .expect("get_task_execution_context")
+                            .expect("the sampled task exists")
+                            .total_steps as usize
+                    })
+                })
             });
         });
     }
@@ -307,49 +344,69 @@ fn bench_transitive_dependencies(c: &mut Criterion) {
         group.bench_function(SAMPLE_LABELS.ancestors[i], |b| {
             let fx = fixture();
             let step = fx.ancestors[i].1;
-            b.to_async(runtime()).iter(|| async move {
-                sql_functions::get_step_transitive_dependencies(&fx.db.pool, step)
-                    .await
-                    .expect("get_step_transitive_dependencies")
+            b.to_async(runtime()).iter_custom(|iters| {
+                on_one_connection(iters, move |conn| {
+                    Box::pin(async move {
+                        sql_functions::get_step_transitive_dependencies(conn, step)
+                            .await
+                            .expect("get_step_transitive_dependencies")
+                            .len()
+                    })
+                })
             });
         });
     }
     group.finish();
 }
 
-/// What the connection pool adds to each of the calls above: the same trivial statement
-/// through the pool (checked out and returned on every call, as the benchmarks above and the
-/// services call) and on one connection checked out for the whole sample. The difference is
-/// the pool's cost per call, to subtract when comparing the functions with figures taken on a
-/// single connection (pgbench, psql).
+/// What a checkout per call would add to the calls above, which run on a held connection:
+/// a trivial statement and a task transition, each checked out of the pool and returned on
+/// every call (as the services' concurrent callers do, the API handlers and the workers'
+/// result submissions) and on one connection held for the sample.
 fn bench_pool_checkout(c: &mut Criterion) {
     let mut group = c.benchmark_group("pool_checkout");
     group.bench_function("select_1_pooled", |b| {
-        let fx = fixture();
+        let pool = &fixture().db.pool;
         b.to_async(runtime()).iter(|| async move {
             sqlx::query_scalar::<_, i32>("SELECT 1")
-                .fetch_one(&fx.db.pool)
+                .fetch_one(pool)
                 .await
                 .expect("SELECT 1 through the pool")
         });
     });
     group.bench_function("select_1_held", |b| {
-        let fx = fixture();
+        b.to_async(runtime()).iter_custom(|iters| {
+            on_one_connection(iters, |conn| {
+                Box::pin(async move {
+                    sqlx::query_scalar::<_, i32>("SELECT 1")
+                        .fetch_one(conn)
+                        .await
+                        .expect("SELECT 1 on a held connection")
+                })
+            })
+        });
+    });
+    // A statement that works the server: each checkout hands out the idle connection
+    // returned longest ago, so consecutive calls rotate over the pool's server processes.
+    group.bench_function("transition_pooled", |b| {
+        let flip = &fixture().flips[0];
         b.to_async(runtime()).iter_custom(|iters| async move {
-            let mut conn = fx
-                .db
-                .pool
-                .acquire()
-                .await
-                .expect("checking out a connection");
+            let pool = &fixture().db.pool;
             let start = Instant::now();
             for _ in 0..iters {
-                sqlx::query_scalar::<_, i32>("SELECT 1")
-                    .fetch_one(&mut *conn)
-                    .await
-                    .expect("SELECT 1 on a held connection");
+                flip.flip(pool).await;
             }
-            start.elapsed()
+            let elapsed = start.elapsed();
+            prune_history(flip).await;
+            elapsed
+        });
+    });
+    group.bench_function("transition_held", |b| {
+        let flip = &fixture().flips[0];
+        b.to_async(runtime()).iter_custom(|iters| async move {
+            let elapsed = on_one_connection(iters, move |conn| Box::pin(flip.flip(conn))).await;
+            prune_history(flip).await;
+            elapsed
         });
     });
     group.finish();

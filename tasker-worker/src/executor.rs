@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use tasker_shared::error::DbContext;
 use tasker_shared::messaging::{Queue, QueueMessage, StepMessage, StepOutcome, StepResultMessage};
 
@@ -80,8 +80,8 @@ struct ClaimNextRow {
 /// (`tasker.claim_next_steps`). Messages whose steps are not claimable are deleted on the way,
 /// and ones that name no step archived. Fewer than `limit` steps back means every queue was
 /// empty when it was read.
-pub async fn claim_next(
-    pool: &PgPool,
+pub async fn claim_next<'e>(
+    executor: impl PgExecutor<'e>,
     queues: &[Queue],
     visibility_timeout: Duration,
     limit: i32,
@@ -94,7 +94,7 @@ pub async fn claim_next(
             .bind(visibility_timeout.as_secs_f64())
             .bind(limit)
             .bind(worker_id)
-            .fetch_all(pool)
+            .fetch_all(executor)
             .await
             .db_context(format!("claiming steps from queues {}", names.join(", ")))?;
     Ok(rows

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
+use tasker_shared::database::HeldConnection;
 use tasker_shared::messaging::{namespace_queue_name, Queue, QueueListener, Wake};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -78,6 +79,7 @@ impl Worker {
         let (stop, stopped) = watch::channel(false);
         let state = WorkerLoop {
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            claims: HeldConnection::new(pool.clone(), "the worker's claim loop"),
             pool,
             config: Arc::new(config),
             registry,
@@ -106,6 +108,9 @@ impl WorkerHandle {
 
 struct WorkerLoop {
     pool: PgPool,
+    /// Claims run one at a time, on this connection (see [`HeldConnection`]); the steps'
+    /// submissions, which run side by side, use the pool.
+    claims: HeldConnection,
     config: Arc<WorkerConfig>,
     registry: Arc<HandlerRegistry>,
     queues: Vec<Queue>,
@@ -181,17 +186,23 @@ impl WorkerLoop {
         if due.is_empty() {
             return 0;
         }
-        let claimed = match claim_next(
-            &self.pool,
-            &due,
-            self.config.visibility_timeout,
-            free as i32,
-            &self.config.worker_id,
-        )
-        .await
-        {
+        let claimed = match self.claims.get().await {
+            Ok(conn) => {
+                claim_next(
+                    conn,
+                    &due,
+                    self.config.visibility_timeout,
+                    free as i32,
+                    &self.config.worker_id,
+                )
+                .await
+            }
+            Err(error) => Err(error.into()),
+        };
+        let claimed = match claimed {
             Ok(claimed) => claimed,
             Err(error) => {
+                self.claims.discard();
                 // claimed messages reappear after their visibility timeout; the fallback poll
                 // tries again
                 tracing::error!(%error, "claiming steps failed");

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
+use tasker_shared::database::HeldConnection;
 use tasker_shared::error::DbContext;
 use tasker_shared::messaging::{Queue, RESULTS_QUEUE, TASKS_READY_CHANNEL};
 use tasker_shared::sql_functions::get_next_ready_tasks;
@@ -90,7 +91,7 @@ impl Orchestrator {
         let state = LoopState {
             processor: ResultProcessor::new(pool.clone(), &config.processor_id),
             enqueuer: StepEnqueuer::new(pool.clone(), &config.processor_id),
-            pool,
+            conn: HeldConnection::new(pool, "the orchestrator loop"),
             results,
             config,
             listener,
@@ -116,7 +117,9 @@ impl OrchestratorHandle {
 }
 
 struct LoopState {
-    pool: PgPool,
+    /// The loop's statements run one at a time, on this connection (see [`HeldConnection`]);
+    /// a backlog's extra result callers use the pool.
+    conn: HeldConnection,
     results: Queue,
     processor: ResultProcessor,
     enqueuer: StepEnqueuer,
@@ -246,11 +249,15 @@ impl LoopState {
 
     /// One round trip's worth of results; returns how many messages it took.
     async fn process_batch(&mut self, limit: i32) -> usize {
-        match self
-            .processor
-            .process_next(&self.results, self.config.visibility_timeout, limit)
-            .await
-        {
+        let batch = match self.conn.get().await {
+            Ok(conn) => {
+                self.processor
+                    .process_next_on(conn, &self.results, self.config.visibility_timeout, limit)
+                    .await
+            }
+            Err(error) => Err(error.into()),
+        };
+        match batch {
             Ok(batch) => {
                 let taken = batch.len();
                 tracing::trace!(count = taken, "step results processed");
@@ -261,6 +268,7 @@ impl LoopState {
             }
             Err(error) => {
                 tracing::error!(%error, "processing step results failed");
+                self.conn.discard();
                 // try again on the next wake-up of any kind
                 self.results_due = true;
                 0
@@ -291,29 +299,48 @@ impl LoopState {
 
     async fn pick_up_announced(&mut self) {
         while let Some(task) = self.announced.pop_first() {
-            if let Err(error) = self.enqueuer.enqueue_for_task(task).await {
+            let picked = match self.conn.get().await {
+                Ok(conn) => self.enqueuer.enqueue_for_task_on(conn, task).await,
+                Err(error) => Err(error.into()),
+            };
+            if let Err(error) = picked {
                 tracing::error!(%error, %task, "enqueueing the steps of a new task failed");
+                self.conn.discard();
             }
         }
     }
 
     async fn sweep_ready_tasks(&mut self) {
         loop {
-            let ready = match get_next_ready_tasks(&self.pool, self.config.ready_task_batch).await {
+            let ready = match self.conn.get().await {
+                Ok(conn) => get_next_ready_tasks(conn, self.config.ready_task_batch).await,
+                Err(error) => Err(error),
+            };
+            let ready = match ready {
                 Ok(ready) => ready,
                 Err(error) => {
                     tracing::error!(%error, "looking for ready tasks failed");
+                    self.conn.discard();
                     return;
                 }
             };
             let full_batch = ready.len() as i32 == self.config.ready_task_batch;
             let mut progressed = false;
             for task in ready {
-                match self.enqueuer.enqueue_for_task(task.task_uuid).await {
+                let picked = match self.conn.get().await {
+                    Ok(conn) => {
+                        self.enqueuer
+                            .enqueue_for_task_on(conn, task.task_uuid)
+                            .await
+                    }
+                    Err(error) => Err(error.into()),
+                };
+                match picked {
                     Ok(Some(outcome)) => progressed |= !outcome.enqueued.is_empty(),
                     Ok(None) => {}
                     Err(error) => {
-                        tracing::error!(%error, task = %task.task_uuid, "enqueueing ready steps failed")
+                        tracing::error!(%error, task = %task.task_uuid, "enqueueing ready steps failed");
+                        self.conn.discard();
                     }
                 }
             }

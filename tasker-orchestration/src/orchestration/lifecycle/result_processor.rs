@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use tasker_shared::error::DbContext;
 use tasker_shared::messaging::{Queue, QueueMessage, StepOutcome, StepResultMessage};
 use tasker_shared::state::StepState;
@@ -158,13 +158,25 @@ impl ResultProcessor {
         visibility_timeout: std::time::Duration,
         limit: i32,
     ) -> OrchestrationResult<Vec<ProcessedMessage>> {
+        self.process_next_on(&self.pool, queue, visibility_timeout, limit)
+            .await
+    }
+
+    /// [`Self::process_next`] on the caller's connection (the orchestrator loop keeps one).
+    pub async fn process_next_on<'e>(
+        &self,
+        executor: impl PgExecutor<'e>,
+        queue: &Queue,
+        visibility_timeout: std::time::Duration,
+        limit: i32,
+    ) -> OrchestrationResult<Vec<ProcessedMessage>> {
         let rows: Vec<NextRow> =
             sqlx::query_as("SELECT * FROM tasker.process_next_results($1, $2, $3, $4)")
                 .bind(queue.name())
                 .bind(visibility_timeout.as_secs_f64())
                 .bind(limit)
                 .bind(&*self.processor)
-                .fetch_all(&self.pool)
+                .fetch_all(executor)
                 .await
                 .db_context(format!("processing results from queue {}", queue.name()))?;
         Ok(rows

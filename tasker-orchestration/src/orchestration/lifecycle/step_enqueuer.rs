@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use tasker_shared::error::DbContext;
 use tasker_shared::messaging::{namespace_queue_name, Queue, StepMessage};
 use tasker_shared::sql_functions::{get_step_readiness_status, StepReadiness};
@@ -48,10 +48,19 @@ impl StepEnqueuer {
         &self,
         task_uuid: Uuid,
     ) -> OrchestrationResult<Option<EnqueueOutcome>> {
+        self.enqueue_for_task_on(&self.pool, task_uuid).await
+    }
+
+    /// [`Self::enqueue_for_task`] on the caller's connection (the orchestrator loop keeps one).
+    pub async fn enqueue_for_task_on<'e>(
+        &self,
+        executor: impl PgExecutor<'e>,
+        task_uuid: Uuid,
+    ) -> OrchestrationResult<Option<EnqueueOutcome>> {
         let enqueued: Option<Vec<Uuid>> = sqlx::query_scalar("SELECT tasker.pick_up_task($1, $2)")
             .bind(task_uuid)
             .bind(&*self.processor)
-            .fetch_one(&self.pool)
+            .fetch_one(executor)
             .await
             .db_context(format!("picking up task {task_uuid}"))?;
         Ok(enqueued.map(|enqueued| EnqueueOutcome {
