@@ -204,8 +204,9 @@ fn bench_next_ready_tasks(c: &mut Criterion) {
     let mut group = c.benchmark_group("get_next_ready_tasks");
     for batch in [1, 10, 50, 100] {
         group.bench_with_input(BenchmarkId::new("batch", batch), &batch, |b, &batch| {
+            let pool = &fixture().db.pool;
             b.to_async(runtime()).iter_custom(|iters| {
-                on_one_connection(iters, move |conn| {
+                on_one_connection(pool, iters, move |conn| {
                     Box::pin(async move {
                         sql_functions::get_next_ready_tasks(conn, batch)
                             .await
@@ -228,7 +229,7 @@ fn bench_step_readiness(c: &mut Criterion) {
             let fx = fixture();
             let task = fx.readiness[i].1;
             b.to_async(runtime()).iter_custom(|iters| {
-                on_one_connection(iters, move |conn| {
+                on_one_connection(&fx.db.pool, iters, move |conn| {
                     Box::pin(async move {
                         sql_functions::get_step_readiness_status(conn, task, None)
                             .await
@@ -246,9 +247,12 @@ fn bench_transition(c: &mut Criterion) {
     let mut group = c.benchmark_group("transition_task_state_atomic");
     for i in 0..5 {
         group.bench_function(SAMPLE_LABELS.flips[i], |b| {
-            let flip = &fixture().flips[i];
+            let fx = fixture();
+            let flip = &fx.flips[i];
             b.to_async(runtime()).iter_custom(|iters| async move {
-                let elapsed = on_one_connection(iters, move |conn| Box::pin(flip.flip(conn))).await;
+                let elapsed =
+                    on_one_connection(&fx.db.pool, iters, move |conn| Box::pin(flip.flip(conn)))
+                        .await;
                 prune_history(flip).await;
                 elapsed
             });
@@ -285,13 +289,14 @@ impl FlipTask {
 /// returned after it stops. The engine's loops keep their connection
 /// (`tasker_shared::database::HeldConnection`), so this is how they call the functions; what a
 /// checkout per call adds is measured apart, in `pool_checkout`.
-async fn on_one_connection<F, T>(iters: u64, mut call: F) -> Duration
+///
+/// Takes the pool rather than reaching for the fixture: the fixture seeds the database with
+/// `block_on` on first use, which cannot happen inside the benchmark's runtime.
+async fn on_one_connection<F, T>(pool: &sqlx::PgPool, iters: u64, mut call: F) -> Duration
 where
     F: for<'c> FnMut(&'c mut PgConnection) -> futures::future::BoxFuture<'c, T>,
 {
-    let mut conn = fixture()
-        .db
-        .pool
+    let mut conn = pool
         .acquire()
         .await
         .expect("checking out a connection for the sample");
@@ -323,7 +328,7 @@ fn bench_execution_context(c: &mut Criterion) {
             let fx = fixture();
             let task = fx.contexts[i].1;
             b.to_async(runtime()).iter_custom(|iters| {
-                on_one_connection(iters, move |conn| {
+                on_one_connection(&fx.db.pool, iters, move |conn| {
                     Box::pin(async move {
                         sql_functions::get_task_execution_context(conn, task)
                             .await
@@ -345,7 +350,7 @@ fn bench_transitive_dependencies(c: &mut Criterion) {
             let fx = fixture();
             let step = fx.ancestors[i].1;
             b.to_async(runtime()).iter_custom(|iters| {
-                on_one_connection(iters, move |conn| {
+                on_one_connection(&fx.db.pool, iters, move |conn| {
                     Box::pin(async move {
                         sql_functions::get_step_transitive_dependencies(conn, step)
                             .await
@@ -375,8 +380,9 @@ fn bench_pool_checkout(c: &mut Criterion) {
         });
     });
     group.bench_function("select_1_held", |b| {
+        let pool = &fixture().db.pool;
         b.to_async(runtime()).iter_custom(|iters| {
-            on_one_connection(iters, |conn| {
+            on_one_connection(pool, iters, |conn| {
                 Box::pin(async move {
                     sqlx::query_scalar::<_, i32>("SELECT 1")
                         .fetch_one(conn)
@@ -389,9 +395,10 @@ fn bench_pool_checkout(c: &mut Criterion) {
     // A statement that works the server: each checkout hands out the idle connection
     // returned longest ago, so consecutive calls rotate over the pool's server processes.
     group.bench_function("transition_pooled", |b| {
-        let flip = &fixture().flips[0];
+        let fx = fixture();
+        let flip = &fx.flips[0];
         b.to_async(runtime()).iter_custom(|iters| async move {
-            let pool = &fixture().db.pool;
+            let pool = &fx.db.pool;
             let start = Instant::now();
             for _ in 0..iters {
                 flip.flip(pool).await;
@@ -402,9 +409,11 @@ fn bench_pool_checkout(c: &mut Criterion) {
         });
     });
     group.bench_function("transition_held", |b| {
-        let flip = &fixture().flips[0];
+        let fx = fixture();
+        let flip = &fx.flips[0];
         b.to_async(runtime()).iter_custom(|iters| async move {
-            let elapsed = on_one_connection(iters, move |conn| Box::pin(flip.flip(conn))).await;
+            let elapsed =
+                on_one_connection(&fx.db.pool, iters, move |conn| Box::pin(flip.flip(conn))).await;
             prune_history(flip).await;
             elapsed
         });
