@@ -301,6 +301,11 @@ fn repetitions(stderr: &str) -> Option<u32> {
 /// `perf script` piped straight into inferno's folder: the text form of a long profile is
 /// far bigger than the folded result, so it is never held in memory or on disk whole.
 /// xshell cannot stream a child's output, hence `std::process` here.
+///
+/// The recording is read twice on purpose: the first pass prints only the task events and
+/// each sample's pid (no symbols, so it is cheap), and the second resolves symbols for the
+/// program's samples alone (`--pid`). One pass filtering as it streams would have perf
+/// symbolise every process of a whole-machine recording, PostgreSQL's included, first.
 pub fn fold_perf(raw: &Path, log: &Path, system_wide: bool) -> Result<String> {
     let pids = program_pids(&task_events(raw, &log.with_extension("tasks.log"))?);
     // A whole-machine recording folded unfiltered would pass every process on the machine
