@@ -98,3 +98,24 @@ async fn the_queue_read_walks_its_index_in_order_on_a_fresh_database() {
     );
     tx.rollback().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_ready_task_sweep_never_scans_whole_tables_on_a_fresh_database() {
+    let db = TestDatabase::new().await;
+    let waiting = create_task(&db.pool, FOUR_LEVELS).await;
+    complete_step(&db.pool, waiting.step("root"), json!({"value": 1})).await;
+    create_task(&db.pool, FOUR_LEVELS).await;
+
+    // twice: the first execution makes the connection's plan, the second reuses it
+    for _ in 0..2 {
+        let mut tx = db.pool.begin().await.unwrap();
+        let found: Vec<uuid::Uuid> =
+            sqlx::query_scalar("SELECT task_uuid FROM tasker.get_next_ready_tasks(10)")
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+        assert_eq!(found.len(), 2, "both tasks have a ready step");
+        assert_eq!(seq_scanned(&mut tx).await, Vec::<String>::new());
+        tx.rollback().await.unwrap();
+    }
+}
