@@ -5,16 +5,16 @@
 //! (which neither walks the queue in order nor stops at the limit).
 
 use serde_json::json;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use tasker_shared::messaging::Queue;
 use tasker_shared::test_support::TestDatabase;
 
 use crate::fixtures::*;
 
-/// Runs `statement` (one uuid parameter) in a transaction and lists the tasker tables it read
-/// with a sequential scan, from the transaction's own statistics.
-async fn scanned_whole(db: &TestDatabase, statement: &str, param: uuid::Uuid) -> Vec<String> {
-    let mut tx = db.pool.begin().await.unwrap();
+/// Runs `statement` (one uuid parameter) in a transaction on `conn` and lists the tasker tables
+/// it read with a sequential scan, from the transaction's own statistics.
+async fn scanned_whole(conn: &mut PgConnection, statement: &str, param: uuid::Uuid) -> Vec<String> {
+    let mut tx = conn.begin().await.unwrap();
     sqlx::query(statement)
         .bind(param)
         .fetch_all(&mut *tx)
@@ -40,6 +40,8 @@ async fn readiness_and_ancestors_never_scan_whole_tables_on_a_fresh_database() {
     let db = TestDatabase::new().await;
     let task = create_task(&db.pool, FOUR_LEVELS).await;
     complete_step(&db.pool, task.step("root"), json!({"value": 1})).await;
+    // one connection throughout, so the second run of a statement reuses the plan of the first
+    let mut conn = db.pool.acquire().await.unwrap();
 
     for (statement, param) in [
         (
@@ -59,7 +61,7 @@ async fn readiness_and_ancestors_never_scan_whole_tables_on_a_fresh_database() {
         // twice: the first execution makes the connection's plan, the second reuses it
         for _ in 0..2 {
             assert_eq!(
-                scanned_whole(&db, statement, param).await,
+                scanned_whole(&mut conn, statement, param).await,
                 Vec::<String>::new(),
                 "{statement}"
             );
@@ -105,10 +107,11 @@ async fn the_ready_task_sweep_never_scans_whole_tables_on_a_fresh_database() {
     let waiting = create_task(&db.pool, FOUR_LEVELS).await;
     complete_step(&db.pool, waiting.step("root"), json!({"value": 1})).await;
     create_task(&db.pool, FOUR_LEVELS).await;
+    let mut conn = db.pool.acquire().await.unwrap();
 
     // twice: the first execution makes the connection's plan, the second reuses it
     for _ in 0..2 {
-        let mut tx = db.pool.begin().await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
         let found: Vec<uuid::Uuid> =
             sqlx::query_scalar("SELECT task_uuid FROM tasker.get_next_ready_tasks(10)")
                 .fetch_all(&mut *tx)
