@@ -120,3 +120,103 @@ async fn next_ready_tasks_orders_by_priority_then_age_and_skips_unready() {
     assert_eq!(limited.len(), 1);
     assert_eq!(limited[0].task_uuid, high.uuid);
 }
+
+/// Each step's stored count of unfinished parents beside a recount from its edges, by name.
+async fn parent_counts(pool: &sqlx::PgPool, task: &Task) -> Vec<(String, i32, i64)> {
+    sqlx::query_as(
+        "SELECT s.name, s.unfinished_parents,
+                (SELECT count(*) FROM tasker.workflow_step_edges e
+                   JOIN tasker.workflow_steps p ON p.workflow_step_uuid = e.from_step_uuid
+                  WHERE e.to_step_uuid = s.workflow_step_uuid
+                    AND p.current_state NOT IN ('complete', 'resolved_manually'))
+           FROM tasker.workflow_steps s WHERE s.task_uuid = $1 ORDER BY s.name",
+    )
+    .bind(task.uuid)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// The stored counts, after checking every one against the recount.
+async fn stored_counts(pool: &sqlx::PgPool, task: &Task) -> Vec<(String, i32)> {
+    parent_counts(pool, task)
+        .await
+        .into_iter()
+        .map(|(name, stored, recounted)| {
+            assert_eq!(i64::from(stored), recounted, "{name}: stored count drifted");
+            (name, stored)
+        })
+        .collect()
+}
+
+fn counts(expected: &[(&str, i32)]) -> Vec<(String, i32)> {
+    expected.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+}
+
+#[tokio::test]
+async fn unfinished_parent_counts_follow_completion_failure_and_manual_resolution() {
+    use tasker_shared::state::{transition_step, StepState};
+    let db = TestDatabase::new().await;
+    let task = create_task(&db.pool, FOUR_LEVELS).await;
+    let mut expected = [("l1a", 1), ("l1b", 1), ("l2", 2), ("l3", 2), ("root", 0)];
+    assert_eq!(stored_counts(&db.pool, &task).await, counts(&expected));
+
+    complete_step(&db.pool, task.step("root"), json!({})).await;
+    expected[0].1 = 0;
+    expected[1].1 = 0;
+    assert_eq!(stored_counts(&db.pool, &task).await, counts(&expected));
+
+    // a final failure finishes nothing; resolving the step by hand does
+    fail_step(&db.pool, task.step("l1a"), None).await;
+    assert_eq!(stored_counts(&db.pool, &task).await, counts(&expected));
+    transition_step(
+        &db.pool,
+        task.step("l1a"),
+        &[StepState::Error],
+        StepState::ResolvedManually,
+        "test",
+        None,
+    )
+    .await
+    .unwrap()
+    .expect("the step was in error");
+    expected[2].1 = 1;
+    assert_eq!(stored_counts(&db.pool, &task).await, counts(&expected));
+
+    complete_step(&db.pool, task.step("l1b"), json!({})).await;
+    expected[2].1 = 0;
+    expected[3].1 = 1;
+    assert_eq!(stored_counts(&db.pool, &task).await, counts(&expected));
+    assert_eq!(ready_names(&db.pool, &task).await, ["l2"]);
+
+    // a state written by hand back across the line is counted again
+    sqlx::query(
+        "UPDATE tasker.workflow_steps SET current_state = 'pending' WHERE workflow_step_uuid = $1",
+    )
+    .bind(task.step("l1b"))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    expected[2].1 = 1;
+    expected[3].1 = 2;
+    assert_eq!(stored_counts(&db.pool, &task).await, counts(&expected));
+}
+
+#[tokio::test]
+async fn deleting_a_task_leaves_the_other_tasks_counts_alone() {
+    let db = TestDatabase::new().await;
+    let gone = create_task(&db.pool, DIAMOND).await;
+    let kept = create_task(&db.pool, DIAMOND).await;
+    complete_step(&db.pool, kept.step("start"), json!({})).await;
+    sqlx::query("DELETE FROM tasker.tasks WHERE task_uuid = $1")
+        .bind(gone.uuid)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert!(parent_counts(&db.pool, &gone).await.is_empty());
+    assert_eq!(
+        stored_counts(&db.pool, &kept).await,
+        counts(&[("end", 2), ("left", 0), ("right", 0), ("start", 0)])
+    );
+    assert_eq!(ready_names(&db.pool, &kept).await, ["left", "right"]);
+}
