@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use tasker_shared::models::{insert_task_graph, NewTask};
 use tasker_shared::state::{transition_step, StepState};
 use tasker_shared::templates::{parse_template, register_template, TaskTemplate};
@@ -75,16 +75,26 @@ pub fn template(yaml: &str) -> TaskTemplate {
 pub async fn create_task(pool: &PgPool, yaml: &str) -> Task {
     let template = template(yaml);
     let registered = register_template(pool, &template).await.unwrap();
-    let context = json!({"n": 1});
     let identity = Uuid::now_v7().to_string();
+    insert_task(pool, registered.named_task_uuid, &template, &identity).await
+}
+
+/// Creates one task of a registered template through `executor` (a pool or a transaction).
+pub async fn insert_task<'e>(
+    executor: impl PgExecutor<'e>,
+    named_task_uuid: Uuid,
+    template: &TaskTemplate,
+    identity_hash: &str,
+) -> Task {
+    let context = json!({"n": 1});
     let created = insert_task_graph(
-        pool,
+        executor,
         &NewTask {
-            named_task_uuid: registered.named_task_uuid,
-            template: &template,
+            named_task_uuid,
+            template,
             context: &context,
             priority: 0,
-            identity_hash: &identity,
+            identity_hash,
             initiator: None,
             source_system: None,
             reason: None,

@@ -126,7 +126,6 @@ async fn the_ready_task_sweep_never_scans_whole_tables_on_a_fresh_database() {
 
 #[tokio::test]
 async fn keeping_the_parent_counts_never_scans_whole_tables_on_a_fresh_database() {
-    use tasker_shared::models::{insert_task_graph, NewTask};
     use tasker_shared::state::{transition_step, StepState};
     use tasker_shared::templates::register_template;
 
@@ -171,23 +170,7 @@ async fn keeping_the_parent_counts_never_scans_whole_tables_on_a_fresh_database(
         .unwrap();
         // the edge insertion: every child of a new task is counted
         let identity = format!("plans-{n}");
-        insert_task_graph(
-            &mut *tx,
-            &NewTask {
-                named_task_uuid: named.named_task_uuid,
-                template: &shape,
-                context: &json!({}),
-                priority: 0,
-                identity_hash: &identity,
-                initiator: None,
-                source_system: None,
-                reason: None,
-                tags: None,
-            },
-            "test",
-        )
-        .await
-        .unwrap();
+        insert_task(&mut *tx, named.named_task_uuid, &shape, &identity).await;
         assert_eq!(seq_scanned(&mut tx).await, Vec::<String>::new());
         // read back through a function the test above checks, so this read scans nothing
         // either (a scan here would be counted in the next round's statistics)
