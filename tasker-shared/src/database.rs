@@ -36,11 +36,26 @@ pub async fn connect(url: &str, max_connections: u32) -> TaskerResult<PgPool> {
 /// plan made while a table had never been analysed can carry an estimate thousands of times
 /// too high: on the build machine one such plan (the ancestors' recursive query) was compiled
 /// on every execution and throughput fell from about 900 to 34 steps a second.
+///
+/// `enable_seqscan = off`, `enable_bitmapscan = off`: every statement the engine runs finds
+/// its rows through an index, and so do the statements PostgreSQL runs on its behalf: the
+/// foreign-key probe of each history insert, the cascades of a deletion. Those are planned
+/// once per connection and kept, like the engine's own; planned while the statistics said a
+/// table was a page long (a new installation, a table a retention job has just emptied), the
+/// probe reads the whole table, and keeps doing so as the table grows, until the next analyse.
+/// The settings only price those scans out: a statement with no index to use still runs.
+/// (Migrations 20261127000009 and 20261127000011 pin the same settings on the functions whose
+/// own plans fell into this, so that callers on other connections get them too.)
 pub fn connect_options(url: &str) -> TaskerResult<PgConnectOptions> {
     Ok(url
         .parse::<PgConnectOptions>()
         .db_context(format!("parsing the database URL {}", redact_url(url)))?
-        .options([("plan_cache_mode", "force_generic_plan"), ("jit", "off")])
+        .options([
+            ("plan_cache_mode", "force_generic_plan"),
+            ("jit", "off"),
+            ("enable_seqscan", "off"),
+            ("enable_bitmapscan", "off"),
+        ])
         // statement logging at INFO would put every hot-path query in the logs
         .log_statements(tracing::log::LevelFilter::Trace)
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))

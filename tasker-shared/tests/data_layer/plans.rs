@@ -188,3 +188,84 @@ async fn keeping_the_parent_counts_never_scans_whole_tables_on_a_fresh_database(
         tx.rollback().await.unwrap();
     }
 }
+
+/// Sequential scans of `table` counted so far in the current transaction of `conn`.
+async fn seq_scans_of(conn: &mut PgConnection, table: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(seq_scan), 0)::bigint FROM pg_stat_xact_user_tables
+          WHERE schemaname = 'tasker' AND relname = $1",
+    )
+    .bind(table)
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+/// The checks PostgreSQL runs for the engine's writes (the foreign-key probes of every history
+/// insert, the cascades of a deletion) are planned once per connection, like any statement,
+/// and kept. Planned while the statistics say a table is a page long, the probe is a whole-table
+/// scan, and it stays one as the table grows until the next analyse. That is the state of every
+/// installation in its first minutes, and of any table a retention job has just emptied.
+#[tokio::test]
+async fn history_writes_probe_by_key_after_the_tables_grow() {
+    use tasker_shared::state::{transition_step, StepState};
+    use tasker_shared::templates::register_template;
+
+    let db = TestDatabase::new().await;
+    let shape = template(LINEAR);
+    let named = register_template(&db.pool, &shape).await.unwrap();
+    let first = insert_task(&db.pool, named.named_task_uuid, &shape, "grow-0").await;
+    sqlx::query("ANALYZE tasker.tasks, tasker.workflow_steps, tasker.workflow_step_transitions")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // this connection makes its plans while the tables are a page long
+    let mut conn = db.pool.acquire().await.unwrap();
+    transition_step(
+        &mut *conn,
+        first.step("a"),
+        &[StepState::Pending],
+        StepState::Enqueued,
+        "test",
+        None,
+    )
+    .await
+    .unwrap()
+    .expect("the step was pending");
+
+    let mut tasks = Vec::new();
+    for n in 1..=150 {
+        let identity = format!("grow-{n}");
+        tasks.push(insert_task(&db.pool, named.named_task_uuid, &shape, &identity).await);
+    }
+
+    let mut tx = conn.begin().await.unwrap();
+    let steps_before = seq_scans_of(&mut tx, "workflow_steps").await;
+    let history_before = seq_scans_of(&mut tx, "workflow_step_transitions").await;
+    for task in &tasks[..3] {
+        transition_step(
+            &mut *tx,
+            task.step("a"),
+            &[StepState::Pending],
+            StepState::Enqueued,
+            "test",
+            None,
+        )
+        .await
+        .unwrap()
+        .expect("the step was pending");
+    }
+    sqlx::query("DELETE FROM tasker.tasks WHERE task_uuid = $1")
+        .bind(tasks[149].uuid)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let steps = seq_scans_of(&mut tx, "workflow_steps").await - steps_before;
+    let history = seq_scans_of(&mut tx, "workflow_step_transitions").await - history_before;
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        (steps, history),
+        (0, 0),
+        "sequential scans of workflow_steps and of workflow_step_transitions"
+    );
+}
