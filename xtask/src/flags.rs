@@ -127,6 +127,12 @@ pub struct RunArgs {
     /// Go on even when the interference check fails (the report still goes into the manifest).
     #[arg(long)]
     pub allow_interference: bool,
+    /// When the interference check fails on the load average alone, read it again every 10 s
+    /// for up to this many seconds before giving up (a build just before the run, such as
+    /// cargo compiling this xtask on a fresh clone, reads as a saturated machine for about a
+    /// minute); 0 gives up at once.
+    #[arg(long, value_name = "SECS", default_value_t = 180)]
+    pub settle: u64,
     /// Cargo target directory for the build [default: the workspace's].
     #[arg(long, value_name = "DIR")]
     pub target_dir: Option<PathBuf>,

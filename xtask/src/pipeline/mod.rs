@@ -48,6 +48,8 @@ pub struct Options {
     pub quick: bool,
     pub profile_time: Option<f64>,
     pub allow_interference: bool,
+    /// How long a check failing on the load alone is repeated before the run gives up.
+    pub settle: std::time::Duration,
     pub target_dir: Option<PathBuf>,
     /// Where to write the Phase 2 baseline document, if anywhere.
     pub baseline_doc: Option<PathBuf>,
@@ -229,7 +231,7 @@ fn preflight(sh: &Shell, opts: &Options, plan: &Plan, targets: &[Target]) -> Res
         ProfilerChoice::None => {}
     }
 
-    let interference = check_env::check(opts.profiler, opts.frequency);
+    let interference = check_env::check_settled(opts.profiler, opts.frequency, opts.settle);
     eprint!("{}", check_env::render(&interference));
     if interference.worst == Status::Fail {
         if opts.allow_interference {
