@@ -63,7 +63,7 @@ impl BenchDatabase {
             .await
             .unwrap_or_else(|reason| panic!("benchmark database: {reason}"))
             .keep();
-        if std::env::var_os("DATABASE_URL").is_some() {
+        if crate::database::database_url_from_env().is_some() {
             CREATED
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -118,7 +118,7 @@ pub fn teardown() {
         }
         return;
     }
-    let Ok(admin_url) = std::env::var("DATABASE_URL") else {
+    let Some(admin_url) = crate::database::database_url_from_env() else {
         return;
     };
     if names.is_empty() {
@@ -1225,7 +1225,7 @@ pub async fn server_context(pool: &PgPool) -> Value {
         "synchronous_commit": setting("synchronous_commit").await,
         "fsync": setting("fsync").await,
         "shared_buffers": setting("shared_buffers").await,
-        "database": if std::env::var_os("DATABASE_URL").is_some() { "DATABASE_URL" } else { "throwaway cluster" },
+        "database": if crate::database::database_url_from_env().is_some() { "DATABASE_URL" } else { "throwaway cluster" },
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
     })
 }

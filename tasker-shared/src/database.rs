@@ -24,6 +24,14 @@ pub async fn connect(url: &str, max_connections: u32) -> TaskerResult<PgPool> {
         ))
 }
 
+/// `DATABASE_URL`, or `None` when it is unset or empty: an empty value is a variable someone
+/// cleared, and taken for a URL it fails later with "relative URL without a base".
+pub fn database_url_from_env() -> Option<String> {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
 /// Session settings for every connection the engine opens.
 ///
 /// `plan_cache_mode = force_generic_plan`: the hot statements look rows up by key, where a

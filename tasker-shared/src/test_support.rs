@@ -167,7 +167,7 @@ impl TestDatabase {
 }
 
 async fn start_server() -> Result<Server, String> {
-    if let Ok(url) = std::env::var("DATABASE_URL") {
+    if let Some(url) = crate::database::database_url_from_env() {
         return Ok(Server {
             admin_url: url,
             template: None,

@@ -50,10 +50,10 @@ pub fn check_settled(profiler: ProfilerChoice, sample_frequency: u32, settle: Du
         if !fails_on_load_alone(&report) || started.elapsed() + SETTLE_POLL > settle {
             return report;
         }
-        let load = report.findings.iter().find(|f| f.check == "load");
+        let one_minute = report.readings.load_average.map_or(f64::NAN, |l| l[0]);
         eprintln!(
-            "interference check: {}; waiting for it to settle ({} of at most {} s)",
-            load.map_or("load too high", |f| f.reason.as_str()),
+            "interference check: 1-minute load {one_minute:.2} on {} logical cores; waiting for it to settle ({} of at most {} s)",
+            report.readings.logical_cores,
             started.elapsed().as_secs(),
             settle.as_secs()
         );

@@ -30,7 +30,14 @@ pub fn build_tasker(sh: &Shell, cargo: &Cargo, log: &Path) -> Result<PathBuf> {
 /// Whether `DATABASE_URL` is unset, so the run needs a throwaway cluster and the `tasker`
 /// binary that starts it.
 pub fn needs_throwaway() -> bool {
-    std::env::var_os("DATABASE_URL").is_none()
+    database_url().is_none()
+}
+
+/// `DATABASE_URL`, or `None` when it is unset or empty (a cleared variable, not a URL).
+pub fn database_url() -> Option<String> {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
 }
 
 /// The database the measured programs use.
@@ -45,13 +52,13 @@ pub struct Provided {
 /// The server `DATABASE_URL` names, or else a throwaway cluster under `target_dir` started
 /// with `tasker` (built beforehand when [`needs_throwaway`]).
 pub fn provide(sh: &Shell, tasker: Option<&Path>, target_dir: &Path) -> Result<Provided> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) => Ok(Provided {
+    match database_url() {
+        Some(url) => Ok(Provided {
             url,
             source: "DATABASE_URL",
             guard: None,
         }),
-        Err(_) => {
+        None => {
             let exe = tasker.context("the tasker binary was not built")?;
             let db = Database::start_throwaway(sh, exe, target_dir)?;
             Ok(Provided {

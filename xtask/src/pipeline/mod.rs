@@ -184,7 +184,7 @@ fn preflight(sh: &Shell, opts: &Options, plan: &Plan, targets: &[Target]) -> Res
         }
     }
     if targets.iter().any(|t| t.needs_database)
-        && std::env::var_os("DATABASE_URL").is_none()
+        && database::needs_throwaway()
         && metadata.package(database::TASKER_PACKAGE).is_none()
     {
         bail!(
