@@ -4,6 +4,8 @@
 //! guess. None of these calls may scan a whole table, nor read the queue with a bitmap scan
 //! (which neither walks the queue in order nor stops at the limit).
 
+use std::collections::BTreeMap;
+
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use tasker_shared::messaging::Queue;
@@ -27,13 +29,24 @@ async fn scanned_whole(conn: &mut PgConnection, statement: &str, param: uuid::Uu
 }
 
 async fn seq_scanned(conn: &mut PgConnection) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT relname::text FROM pg_stat_xact_user_tables
-          WHERE schemaname = 'tasker' AND seq_scan > 0 ORDER BY relname",
+    seq_scan_counts(conn)
+        .await
+        .into_iter()
+        .filter(|(_, scans)| *scans > 0)
+        .map(|(table, _)| table)
+        .collect()
+}
+
+/// Sequential scans per tasker table counted so far in the current transaction of `conn`.
+async fn seq_scan_counts(conn: &mut PgConnection) -> BTreeMap<String, i64> {
+    sqlx::query_as::<_, (String, i64)>(
+        "SELECT relname::text, seq_scan FROM pg_stat_xact_user_tables WHERE schemaname = 'tasker'",
     )
     .fetch_all(conn)
     .await
     .unwrap()
+    .into_iter()
+    .collect()
 }
 
 #[tokio::test]
@@ -189,18 +202,6 @@ async fn keeping_the_parent_counts_never_scans_whole_tables_on_a_fresh_database(
     }
 }
 
-/// Sequential scans of `table` counted so far in the current transaction of `conn`.
-async fn seq_scans_of(conn: &mut PgConnection, table: &str) -> i64 {
-    sqlx::query_scalar(
-        "SELECT coalesce(sum(seq_scan), 0)::bigint FROM pg_stat_xact_user_tables
-          WHERE schemaname = 'tasker' AND relname = $1",
-    )
-    .bind(table)
-    .fetch_one(conn)
-    .await
-    .unwrap()
-}
-
 /// The checks PostgreSQL runs for the engine's writes (the foreign-key probes of every history
 /// insert, the cascades of a deletion) are planned once per connection, like any statement,
 /// and kept. Planned while the statistics say a table is a page long, the probe is a whole-table
@@ -208,7 +209,6 @@ async fn seq_scans_of(conn: &mut PgConnection, table: &str) -> i64 {
 /// installation in its first minutes, and of any table a retention job has just emptied.
 #[tokio::test]
 async fn history_writes_probe_by_key_after_the_tables_grow() {
-    use tasker_shared::state::{transition_step, StepState};
     use tasker_shared::templates::register_template;
 
     let db = TestDatabase::new().await;
@@ -221,17 +221,7 @@ async fn history_writes_probe_by_key_after_the_tables_grow() {
         .unwrap();
     // this connection makes its plans while the tables are a page long
     let mut conn = db.pool.acquire().await.unwrap();
-    transition_step(
-        &mut *conn,
-        first.step("a"),
-        &[StepState::Pending],
-        StepState::Enqueued,
-        "test",
-        None,
-    )
-    .await
-    .unwrap()
-    .expect("the step was pending");
+    enqueue(&mut conn, first.step("a")).await;
 
     let mut tasks = Vec::new();
     for n in 1..=150 {
@@ -240,32 +230,40 @@ async fn history_writes_probe_by_key_after_the_tables_grow() {
     }
 
     let mut tx = conn.begin().await.unwrap();
-    let steps_before = seq_scans_of(&mut tx, "workflow_steps").await;
-    let history_before = seq_scans_of(&mut tx, "workflow_step_transitions").await;
+    let before = seq_scan_counts(&mut tx).await;
     for task in &tasks[..3] {
-        transition_step(
-            &mut *tx,
-            task.step("a"),
-            &[StepState::Pending],
-            StepState::Enqueued,
-            "test",
-            None,
-        )
-        .await
-        .unwrap()
-        .expect("the step was pending");
+        enqueue(&mut tx, task.step("a")).await;
     }
     sqlx::query("DELETE FROM tasker.tasks WHERE task_uuid = $1")
         .bind(tasks[149].uuid)
         .execute(&mut *tx)
         .await
         .unwrap();
-    let steps = seq_scans_of(&mut tx, "workflow_steps").await - steps_before;
-    let history = seq_scans_of(&mut tx, "workflow_step_transitions").await - history_before;
+    let after = seq_scan_counts(&mut tx).await;
     tx.rollback().await.unwrap();
+    let scans_of = |table: &str| after.get(table).unwrap_or(&0) - before.get(table).unwrap_or(&0);
     assert_eq!(
-        (steps, history),
+        (
+            scans_of("workflow_steps"),
+            scans_of("workflow_step_transitions")
+        ),
         (0, 0),
         "sequential scans of workflow_steps and of workflow_step_transitions"
     );
+}
+
+/// Moves a pending step to enqueued on `conn`.
+async fn enqueue(conn: &mut PgConnection, step: uuid::Uuid) {
+    use tasker_shared::state::{transition_step, StepState};
+    transition_step(
+        conn,
+        step,
+        &[StepState::Pending],
+        StepState::Enqueued,
+        "test",
+        None,
+    )
+    .await
+    .unwrap()
+    .expect("the step was pending");
 }

@@ -33,7 +33,9 @@ pub fn needs_throwaway() -> bool {
     database_url().is_none()
 }
 
-/// `DATABASE_URL`, or `None` when it is unset or empty (a cleared variable, not a URL).
+/// `DATABASE_URL`, or `None` when it is unset or empty (a cleared variable, not a URL). The
+/// same rule as `tasker_shared::database::database_url_from_env`, which the xtask cannot call:
+/// it builds the workspace and does not link it.
 pub fn database_url() -> Option<String> {
     std::env::var("DATABASE_URL")
         .ok()
