@@ -133,6 +133,12 @@ pub struct RunArgs {
     /// minute); 0 gives up at once.
     #[arg(long, value_name = "SECS", default_value_t = 180)]
     pub settle: u64,
+    /// What idle CPUs do while the benchmarks run: `poll` holds a 0 µs latency request
+    /// (`/dev/cpu_dma_latency`, needs root) so a round trip does not wait for a halted CPU to
+    /// wake; `system` leaves the machine's idle policy. Recorded in the manifest; a baseline
+    /// and a post run measured differently are flagged.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::cpu_idle::CpuIdle::Poll)]
+    pub cpu_idle: crate::cpu_idle::CpuIdle,
     /// Cargo target directory for the build [default: the workspace's].
     #[arg(long, value_name = "DIR")]
     pub target_dir: Option<PathBuf>,
@@ -263,6 +269,12 @@ pub struct ProfilerOverheadArgs {
     /// The slow-down the profiler may cost, in percent.
     #[arg(long, default_value_t = 5.0, value_name = "PERCENT")]
     pub limit: f64,
+    /// What idle CPUs do while the benchmarks run: `poll` holds a 0 µs latency request
+    /// (`/dev/cpu_dma_latency`, needs root) so a round trip does not wait for a halted CPU to
+    /// wake; `system` leaves the machine's idle policy. Recorded in the manifest; a baseline
+    /// and a post run measured differently are flagged.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::cpu_idle::CpuIdle::Poll)]
+    pub cpu_idle: crate::cpu_idle::CpuIdle,
     /// Cargo target directory for the build [default: the workspace's].
     #[arg(long, value_name = "DIR")]
     pub target_dir: Option<PathBuf>,

@@ -8,6 +8,7 @@ mod audit;
 mod check_env;
 mod clock;
 mod compare;
+mod cpu_idle;
 mod criterion;
 mod flags;
 mod host;

@@ -67,6 +67,7 @@ pub fn options(
         profile_time: run.profile_time,
         allow_interference: run.allow_interference,
         settle: std::time::Duration::from_secs(run.settle),
+        cpu_idle: run.cpu_idle,
         target_dir: run.target_dir.as_deref().map(absolute),
         baseline_doc,
         keep_failed: run.keep_failed,

@@ -118,7 +118,7 @@ pub fn check(base: &Manifest, post: &Manifest, policy: HostPolicy) -> Result<Com
         _ => true,
     };
     let same_host = same_hardware && same_hostname;
-    let (timings_blocked, host_effect) = match (same_host, same_hardware, policy) {
+    let (mut timings_blocked, host_effect) = match (same_host, same_hardware, policy) {
         (true, _, _) => (None, ""),
         (false, _, HostPolicy::Any) => (None, "timings judged anyway (--allow-different-host)"),
         (false, true, HostPolicy::SameHardware) => {
@@ -212,6 +212,25 @@ pub fn check(base: &Manifest, post: &Manifest, policy: HostPolicy) -> Result<Com
         base.options.runs.to_string(),
         post.options.runs.to_string(),
         "reported (the noise estimate accounts for it)",
+    );
+    let (ib, ip) = (&base.options.cpu_idle, &post.options.cpu_idle);
+    let idle_recorded = !ib.requested.is_empty() && !ip.requested.is_empty();
+    if idle_recorded && ib.held != ip.held && timings_blocked.is_none() {
+        timings_blocked = Some(format!(
+            "one run held idle CPUs polling and the other did not (baseline: {}; post: {}), so every round trip's wake-up cost differs; record both with the same --cpu-idle (and as root for `poll`)",
+            ib.describe(),
+            ip.describe()
+        ));
+    }
+    differ(
+        "cpu idle",
+        ib.describe(),
+        ip.describe(),
+        if idle_recorded {
+            "timing verdicts inconclusive"
+        } else {
+            "reported (the baseline predates the record)"
+        },
     );
     let override_of = |m: &Manifest| {
         m.options
@@ -338,6 +357,37 @@ mod tests {
             );
         }
         assert!(c.timings_blocked.is_none());
+    }
+
+    #[test]
+    fn a_different_cpu_idle_blocks_timings_once_both_runs_record_it() {
+        let polling = crate::cpu_idle::IdleRecord {
+            requested: "poll".to_owned(),
+            held: true,
+            note: "held".to_owned(),
+        };
+        let halting = crate::cpu_idle::IdleRecord {
+            requested: "system".to_owned(),
+            held: false,
+            note: "not requested".to_owned(),
+        };
+        let (mut base, mut post) = (manifest(), manifest());
+        base.options.cpu_idle = polling.clone();
+        post.options.cpu_idle = halting;
+        let c = check(&base, &post, HostPolicy::Any).expect("comparable");
+        let reason = c.timings_blocked.expect("blocked");
+        assert!(reason.contains("--cpu-idle"), "{reason}");
+        assert!(c.findings.iter().any(|f| f.aspect == "cpu idle"));
+
+        // A baseline from before the record: reported, not blocking.
+        let mut post = manifest();
+        post.options.cpu_idle = polling;
+        let c = check(&manifest(), &post, HostPolicy::SameHost).expect("comparable");
+        assert!(c.timings_blocked.is_none(), "{c:?}");
+        assert!(c
+            .findings
+            .iter()
+            .any(|f| f.aspect == "cpu idle" && f.baseline == "not recorded"));
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub struct OptionsRecord {
     pub allow_interference: bool,
     /// Extra arguments given to every criterion timing run.
     pub criterion_args: Vec<String>,
+    /// What idle CPUs did during the measurements (absent from older manifests).
+    #[serde(default)]
+    pub cpu_idle: crate::cpu_idle::IdleRecord,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -50,6 +50,8 @@ pub struct Options {
     pub allow_interference: bool,
     /// How long a check failing on the load alone is repeated before the run gives up.
     pub settle: std::time::Duration,
+    /// What idle CPUs do while the targets are measured.
+    pub cpu_idle: crate::cpu_idle::CpuIdle,
     pub target_dir: Option<PathBuf>,
     /// Where to write the Phase 2 baseline document, if anywhere.
     pub baseline_doc: Option<PathBuf>,
@@ -406,6 +408,11 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     };
     build_record.build_secs = build_started.elapsed().as_secs_f64();
 
+    // Idle CPUs: held from here (the build is over) until the run returns, so the database's
+    // start and every measurement see the same condition.
+    let idle = crate::cpu_idle::hold(opts.cpu_idle);
+    eprintln!("cpu idle: {}", idle.record.describe());
+
     // Database: one for all targets, stopped when `_db` drops (end, error or Ctrl-C).
     let mut env = RunEnv::empty();
     let mut database_record = None;
@@ -521,6 +528,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             clean: opts.clean,
             allow_interference: opts.allow_interference,
             criterion_args,
+            cpu_idle: idle.record.clone(),
         },
         git: pre.git,
         toolchain: pre.toolchain,

@@ -70,6 +70,7 @@ fn header(out: &mut String, m: &Manifest) {
         m.build.cargo_profile,
         m.build.rustflags
     );
+    let _ = writeln!(out, "- CPU idle: {}", m.options.cpu_idle.describe());
     if m.options.quick {
         let _ = writeln!(out, "- **Quick run** (`--quick`): short measurements, a smoke test rather than a baseline to judge against");
     }
