@@ -128,19 +128,15 @@ fn request_zero(path: &Path) -> Result<(File, i32), String> {
     })?;
     file.write_all(&0i32.to_ne_bytes())
         .map_err(|e| format!("writing a 0 µs request to {}: {e}", path.display()))?;
-    let mut value = [0u8; 4];
-    File::open(path)
-        .and_then(|mut f| f.read_exact(&mut value))
-        .map_err(|e| format!("reading back {}: {e}", path.display()))?;
-    Ok((file, i32::from_ne_bytes(value)))
+    let enforced = in_force(path).map_err(|e| format!("reading back {}: {e}", path.display()))?;
+    Ok((file, enforced))
 }
 
-/// The latency the kernel enforces now, if it can be read.
-#[cfg(test)]
-fn in_force(path: &Path) -> Option<i32> {
+/// The latency, in µs, the kernel enforces now: reading the file gives it as a native `i32`.
+fn in_force(path: &Path) -> std::io::Result<i32> {
     let mut value = [0u8; 4];
-    File::open(path).ok()?.read_exact(&mut value).ok()?;
-    Some(i32::from_ne_bytes(value))
+    File::open(path)?.read_exact(&mut value)?;
+    Ok(i32::from_ne_bytes(value))
 }
 
 #[cfg(test)]
@@ -174,14 +170,14 @@ mod tests {
     fn the_request_lasts_as_long_as_the_hold() {
         let path = Path::new(QOS_FILE);
         let writable = OpenOptions::new().write(true).open(path).is_ok();
-        let before = in_force(path);
+        let before = in_force(path).ok();
         let hold = hold(CpuIdle::Poll);
         match writable {
             true => {
                 assert!(hold.record.held, "{}", hold.record.note);
-                assert_eq!(in_force(path), Some(0));
+                assert_eq!(in_force(path).ok(), Some(0));
                 drop(hold);
-                assert_eq!(in_force(path), before, "the request outlived the hold");
+                assert_eq!(in_force(path).ok(), before, "the request outlived the hold");
             }
             false => {
                 assert!(!hold.record.held);
