@@ -22,7 +22,7 @@ use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 /// The kernel's system-wide CPU latency request file.
-const QOS_FILE: &str = "/dev/cpu_dma_latency";
+pub const QOS_FILE: &str = "/dev/cpu_dma_latency";
 
 /// What the run asks of idle CPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -133,7 +133,7 @@ fn request_zero(path: &Path) -> Result<(File, i32), String> {
 }
 
 /// The latency, in µs, the kernel enforces now: reading the file gives it as a native `i32`.
-fn in_force(path: &Path) -> std::io::Result<i32> {
+pub fn in_force(path: &Path) -> std::io::Result<i32> {
     let mut value = [0u8; 4];
     File::open(path)?.read_exact(&mut value)?;
     Ok(i32::from_ne_bytes(value))

@@ -78,6 +78,14 @@ pub struct Readings {
     pub spotlight_busy: Option<bool>,
     /// macOS: a Time Machine backup in progress.
     pub backup_running: Option<bool>,
+    /// Linux: the idle states of cpu0 (`cpuidle/state*/name`, e.g. `POLL`, `haltpoll`, `C1`);
+    /// empty where none are exposed.
+    #[serde(default)]
+    pub idle_states: Vec<String>,
+    /// Linux: the CPU latency in µs the kernel enforces now (`/dev/cpu_dma_latency`, readable by
+    /// root); 0 means idle CPUs poll.
+    #[serde(default)]
+    pub cpu_latency_us: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +122,7 @@ pub fn evaluate(readings: Readings, ctx: Context) -> Report {
     if readings.os == Os::Linux {
         findings.push(governor(&readings));
         findings.push(turbo(&readings));
+        findings.push(cpu_idle(&readings));
     }
     if readings.os == Os::Macos {
         findings.push(background_macos(&readings));
@@ -284,6 +293,28 @@ fn turbo(r: &Readings) -> Finding {
     }
 }
 
+/// Informational: whether idle CPUs halt, which the measuring commands change for their run
+/// (see `cpu_idle`), so it never fails or warns the check itself.
+fn cpu_idle(r: &Readings) -> Finding {
+    let halting: Vec<&str> = r
+        .idle_states
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s != "POLL")
+        .collect();
+    let reason = if r.cpu_latency_us == Some(0) {
+        "idle CPUs poll: a 0 µs latency request is in force".to_owned()
+    } else if halting.is_empty() {
+        "no halting idle states exposed".to_owned()
+    } else {
+        format!(
+            "idle CPUs may halt ({}): waking one adds latency to every round trip, most on a VM; profile runs hold them polling (--cpu-idle poll, as root)",
+            halting.join(", ")
+        )
+    };
+    finding("cpu idle", Status::Ok, reason)
+}
+
 fn background_macos(r: &Readings) -> Finding {
     let mut busy = Vec::new();
     if r.spotlight_busy == Some(true) {
@@ -405,6 +436,8 @@ mod tests {
             is_root: false,
             spotlight_busy: None,
             backup_running: None,
+            idle_states: vec!["POLL".to_owned(), "C1".to_owned()],
+            cpu_latency_us: None,
         }
     }
 
@@ -527,6 +560,35 @@ mod tests {
         assert_eq!(status_of(&report, "cpu governor"), Status::Warn);
         assert_eq!(status_of(&report, "turbo"), Status::Warn);
         assert_eq!(report.worst, Status::Warn);
+    }
+
+    #[test]
+    fn halting_idle_is_named_without_changing_the_verdict() {
+        let halting = Readings {
+            idle_states: vec!["POLL".to_owned(), "haltpoll".to_owned()],
+            ..calm()
+        };
+        let report = evaluate(halting.clone(), PERF);
+        assert_eq!(report.worst, Status::Ok);
+        let reason = &report
+            .findings
+            .iter()
+            .find(|f| f.check == "cpu idle")
+            .expect("a cpu idle finding")
+            .reason;
+        assert!(
+            reason.contains("haltpoll") && reason.contains("--cpu-idle poll"),
+            "{reason}"
+        );
+        let polling = Readings {
+            cpu_latency_us: Some(0),
+            ..halting
+        };
+        let report = evaluate(polling, PERF);
+        assert!(report
+            .findings
+            .iter()
+            .any(|f| f.check == "cpu idle" && f.reason.contains("poll: a 0 µs")));
     }
 
     #[test]

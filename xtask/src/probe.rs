@@ -53,7 +53,20 @@ pub fn readings() -> Readings {
         is_root: is_root(),
         spotlight_busy,
         backup_running: (os == Os::Macos).then(backup_running).flatten(),
+        idle_states: idle_states(),
+        cpu_latency_us: crate::cpu_idle::in_force(Path::new(crate::cpu_idle::QOS_FILE)).ok(),
     }
+}
+
+/// The names of cpu0's idle states, shallowest first.
+fn idle_states() -> Vec<String> {
+    (0..)
+        .map_while(|i| {
+            read_trimmed(format!(
+                "/sys/devices/system/cpu/cpu0/cpuidle/state{i}/name"
+            ))
+        })
+        .collect()
 }
 
 fn read_trimmed(path: impl AsRef<Path>) -> Option<String> {
