@@ -5,7 +5,7 @@
 //! idle and wakes it at least twice per call. On a virtual machine whose idle CPUs halt (the
 //! `haltpoll` cpuidle driver with polling off, or a plain `hlt`), each of those wake-ups goes
 //! through the hypervisor and can cost more than the work measured: on the 2-core VM this
-//! workspace is measured on, `SELECT 1` through `pgbench` took 90–120 µs per call with halting
+//! workspace is measured on, `SELECT 1` through `pgbench` took 90–122 µs per call with halting
 //! idle and 18–20 µs with this request held. The wake-up cost also follows whatever else the
 //! host is doing, which makes it the largest source of difference between runs. A latency
 //! request of 0 µs makes the kernel's idle loop poll rather than enter any halting state.
