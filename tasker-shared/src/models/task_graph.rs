@@ -72,6 +72,17 @@ pub async fn insert_task_graph<'e>(
                 .map(|t| t.saturating_mul(1000).min(i32::MAX as u32) as i32)
         })
         .collect();
+    // Every parent of a new step is unfinished. Written here, the edges' recount trigger finds
+    // the counts already right and leaves the rows alone instead of rewriting each child.
+    let unfinished_parents: Vec<i32> = steps
+        .iter()
+        .map(|s| {
+            s.depends_on
+                .iter()
+                .filter(|p| by_name.contains_key(*p))
+                .count() as i32
+        })
+        .collect();
     // the template was validated, so every dependency names a step
     let (edge_from, edge_to): (Vec<Uuid>, Vec<Uuid>) = steps
         .iter()
@@ -90,10 +101,11 @@ pub async fn insert_task_graph<'e>(
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ), steps AS (
              INSERT INTO tasker.workflow_steps (workflow_step_uuid, task_uuid, name, handler, configuration,
-                                                max_attempts, retryable, backoff_base_ms, backoff_max_ms, timeout_ms)
-             SELECT u, $1, n, h, c, m, r, bb, bm, t
+                                                max_attempts, retryable, backoff_base_ms, backoff_max_ms, timeout_ms,
+                                                unfinished_parents)
+             SELECT u, $1, n, h, c, m, r, bb, bm, t, p
                FROM unnest($10::uuid[], $11::text[], $12::text[], $13::jsonb[], $14::int[], $15::bool[],
-                           $16::int[], $17::int[], $18::int[]) AS s(u, n, h, c, m, r, bb, bm, t)
+                           $16::int[], $17::int[], $18::int[], $22::int[]) AS s(u, n, h, c, m, r, bb, bm, t, p)
          ), edges AS (
              INSERT INTO tasker.workflow_step_edges (from_step_uuid, to_step_uuid)
              SELECT f, t FROM unnest($19::uuid[], $20::uuid[]) AS e(f, t)
@@ -125,6 +137,7 @@ pub async fn insert_task_graph<'e>(
     .bind(&edge_from)
     .bind(&edge_to)
     .bind(processor)
+    .bind(&unfinished_parents)
     .execute(executor)
     .await
     .db_context(format!(

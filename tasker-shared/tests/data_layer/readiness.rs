@@ -220,3 +220,33 @@ async fn deleting_a_task_leaves_the_other_tasks_counts_alone() {
     );
     assert_eq!(ready_names(&db.pool, &kept).await, ["left", "right"]);
 }
+
+#[tokio::test]
+async fn a_new_task_is_written_with_its_counts_and_not_rewritten_by_the_recount() {
+    let db = TestDatabase::new().await;
+    let template = template(FOUR_LEVELS);
+    let registered = tasker_shared::templates::register_template(&db.pool, &template)
+        .await
+        .unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    let task = insert_task(&mut *tx, registered.named_task_uuid, &template, "counts").await;
+    // this transaction's own statistics: the creating statement's recount found every count
+    // already right and updated no step row
+    let (inserted, updated): (i64, i64) = sqlx::query_as(
+        "SELECT n_tup_ins, n_tup_upd FROM pg_stat_xact_user_tables
+          WHERE schemaname = 'tasker' AND relname = 'workflow_steps'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!((inserted, updated), (5, 0));
+    // and the counts are the recount's, parents on two levels included
+    for (name, stored, recounted) in parent_counts(&db.pool, &task).await {
+        assert_eq!(stored as i64, recounted, "step {name}");
+    }
+    assert_eq!(
+        stored_counts(&db.pool, &task).await,
+        counts(&[("l1a", 1), ("l1b", 1), ("l2", 2), ("l3", 2), ("root", 0)])
+    );
+}

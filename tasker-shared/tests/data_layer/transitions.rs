@@ -270,3 +270,66 @@ async fn the_database_refuses_states_outside_the_state_machines_and_out_of_range
         "reads back as an integer: {max_attempts}"
     );
 }
+
+/// A task's history rows, oldest first: (from, to, sort_key, most_recent).
+async fn task_history(
+    pool: &sqlx::PgPool,
+    task: uuid::Uuid,
+) -> Vec<(Option<String>, String, i32, bool)> {
+    sqlx::query_as(
+        "SELECT from_state, to_state, sort_key, most_recent FROM tasker.task_transitions
+          WHERE task_uuid = $1 ORDER BY sort_key",
+    )
+    .bind(task)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_move_through_several_states_records_each_of_them_in_order() {
+    let db = TestDatabase::new().await;
+    let task = create_task(&db.pool, LINEAR).await;
+    let uuid = task.uuid;
+    let through = |states: &'static [&'static str]| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT tasker.transition_task_state_through($1, $2, 'test')",
+            )
+            .bind(uuid)
+            .bind(states)
+            .fetch_one(&pool)
+            .await
+        }
+    };
+
+    // from a state the task is not in: nothing moves, nothing is recorded
+    assert!(
+        !through(&["steps_in_process", "evaluating_results", "complete"])
+            .await
+            .unwrap()
+    );
+    assert_eq!(task_history(&db.pool, task.uuid).await.len(), 1);
+
+    assert!(through(&["pending", "enqueuing_steps", "steps_in_process"])
+        .await
+        .unwrap());
+    assert_eq!(
+        current_task_state(&db.pool, task.uuid).await.unwrap(),
+        TaskState::StepsInProcess
+    );
+    let s = |v: &str| v.to_string();
+    assert_eq!(
+        task_history(&db.pool, task.uuid).await,
+        [
+            (None, s("pending"), 1, false),
+            (Some(s("pending")), s("enqueuing_steps"), 2, false),
+            (Some(s("enqueuing_steps")), s("steps_in_process"), 3, true),
+        ]
+    );
+
+    // a list without a destination is a caller's mistake, named as such
+    let err = through(&["steps_in_process"]).await.unwrap_err();
+    assert!(err.to_string().contains("at least one to state"), "{err}");
+}
