@@ -5,9 +5,10 @@
 -- starting and ending an executor, a function call's frame, a trigger queue. The hot path ran
 -- about 35 statements per step inside the functions. Those below do the same writes with fewer:
 --
--- - submit_step_result: the step's move, its history row, the result message, its
---   notification and the acknowledgement of the step message are one statement (they were a
---   statement, a call to queue_send with two more, and a DELETE);
+-- - submit_step_result: the step's move, its history row, the result message and the
+--   acknowledgement of the step message are one statement (they were a statement, a call to
+--   queue_send with two more, and a DELETE), and the step row is written without first being
+--   locked by a separate read (a lock is a write of its own, with its own WAL record);
 -- - enqueue_steps: the messages are inserted by the statement that moves the steps (it called
 --   queue_send_batch, two statements and a function frame);
 -- - process_step_result: the step's move is written here for the one row it has already
@@ -168,12 +169,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     new_id bigint;
 BEGIN
-    WITH old AS (
-        SELECT s.workflow_step_uuid, s.current_state
-          FROM tasker.workflow_steps s
-         WHERE s.workflow_step_uuid = p_step_uuid AND s.current_state = 'in_progress'
-           FOR UPDATE
-    ), updated AS (
+    -- only in_progress can be left here, so the state being left needs no locking read
+    -- first (the UPDATE re-checks it on the row it locks, after any concurrent writer)
+    WITH updated AS (
         UPDATE tasker.workflow_steps s
            SET current_state = CASE WHEN p_success THEN 'enqueued_for_orchestration'
                                     ELSE 'enqueued_as_error_for_orchestration' END,
@@ -182,9 +180,8 @@ BEGIN
                results = CASE WHEN p_success THEN p_results ELSE s.results END,
                last_error = CASE WHEN p_success THEN NULL ELSE p_error END,
                updated_at = now()
-          FROM old
-         WHERE s.workflow_step_uuid = old.workflow_step_uuid
-        RETURNING s.current_state AS target, old.current_state AS previous
+         WHERE s.workflow_step_uuid = p_step_uuid AND s.current_state = 'in_progress'
+        RETURNING s.current_state AS target, 'in_progress'::text AS previous
     ), retired AS (
         UPDATE tasker.workflow_step_transitions t
            SET most_recent = false
@@ -398,28 +395,129 @@ BEGIN
 END
 $$;
 
--- A child whose count is already right is left alone. Task creation writes each new step's
--- count with the step (every parent of a new step is unfinished), so the recount that
--- follows its edges' insert reads but no longer rewrites every child: a linear task of four
--- steps wrote three of its step rows twice in the statement that created them.
+-- A child whose count is already right is left alone, and the children are recounted with
+-- one statement, not one per child. Task creation writes each new step's count with the step
+-- (every parent of a new step is unfinished), so the recount that follows its edges' insert
+-- now reads the counts and writes nothing: a linear task of four steps ran three UPDATEs here
+-- and wrote three of its step rows twice in the statement that created them. The join of the
+-- transition table to the steps is what 20261127000010 avoided, planned on a fresh database
+-- as a hash of the whole steps table; with sequential and bitmap scans off for this function
+-- (as on the engine's own connections) each child is a primary-key probe.
 CREATE OR REPLACE FUNCTION tasker.recount_unfinished_parents() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    child uuid;
+LANGUAGE plpgsql
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+AS $$
 BEGIN
-    FOR child IN SELECT DISTINCT c.to_step_uuid FROM changed_edges c LOOP
-        UPDATE tasker.workflow_steps s
-           SET unfinished_parents = recount.unfinished
-          FROM (SELECT count(*)::integer AS unfinished
-                  FROM tasker.workflow_step_edges e
-                 WHERE e.to_step_uuid = child
-                   AND (SELECT parent.current_state
-                          FROM tasker.workflow_steps parent
-                         WHERE parent.workflow_step_uuid = e.from_step_uuid)
-                       NOT IN ('complete', 'resolved_manually')) recount
-         WHERE s.workflow_step_uuid = child
-           AND s.unfinished_parents <> recount.unfinished;
-    END LOOP;
+    UPDATE tasker.workflow_steps s
+       SET unfinished_parents = recount.unfinished
+      FROM (SELECT c.child,
+                   (SELECT count(*)::integer
+                      FROM tasker.workflow_step_edges e
+                     WHERE e.to_step_uuid = c.child
+                       AND (SELECT parent.current_state
+                              FROM tasker.workflow_steps parent
+                             WHERE parent.workflow_step_uuid = e.from_step_uuid)
+                           NOT IN ('complete', 'resolved_manually')) AS unfinished
+              FROM (SELECT DISTINCT ce.to_step_uuid AS child FROM changed_edges ce) c
+            -- a fence: pulled up, the count was evaluated twice, in the filter and the SET
+            OFFSET 0) recount
+     WHERE s.workflow_step_uuid = recount.child
+       AND s.unfinished_parents <> recount.unfinished;
     RETURN NULL;
+END
+$$;
+
+-- Results are taken off the queue by deleting them, in one statement for the batch, where
+-- each was first hidden (queue_read's UPDATE) and then deleted by process_step_result (a
+-- second write of the row, in a subtransaction, per result). Hiding a message only matters
+-- to a reader that holds it across transactions, as a worker does; this function processes
+-- and deletes in the same transaction, so the row lock that SKIP LOCKED respects is all it
+-- needs, and a crash or a failed call rolls the deletion back with everything else. A result
+-- whose processing fails goes back into the queue under its own id (so in its place in line),
+-- hidden for 0.1 s after its first failed read, doubling with every further read up to
+-- p_vt_seconds (20261127000007's rule, unchanged).
+CREATE OR REPLACE FUNCTION tasker.process_next_results(
+    p_queue      text,
+    p_vt_seconds double precision,
+    p_limit      integer,
+    p_processor  text
+) RETURNS TABLE (
+    msg_id             bigint,
+    task_uuid          uuid,
+    workflow_step_uuid uuid,
+    error              text,
+    ignored_reason     text,
+    step_state         text,
+    enqueued           uuid[],
+    task_outcome       text,
+    next_retry_at      timestamptz,
+    retry_at           timestamptz
+)
+LANGUAGE plpgsql
+-- the queue read's plan, as queue_read has it (20261127000009)
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    m    record;
+    r    record;
+    uuid_pattern constant text := '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
+BEGIN
+    FOR m IN
+        WITH visible AS (
+            SELECT q.msg_id
+              FROM tasker.queue_messages q
+             WHERE q.queue_name = p_queue AND q.vt <= clock_timestamp()
+             ORDER BY q.msg_id
+             LIMIT p_limit
+               FOR UPDATE SKIP LOCKED
+        ), taken AS (
+            DELETE FROM tasker.queue_messages q
+             USING visible v
+             WHERE q.msg_id = v.msg_id
+            RETURNING q.msg_id, q.read_ct + 1 AS read_ct, q.enqueued_at, q.message
+        )
+        SELECT * FROM taken ORDER BY taken.msg_id
+    LOOP
+        msg_id := m.msg_id;
+        task_uuid := NULL; workflow_step_uuid := NULL; error := NULL; ignored_reason := NULL;
+        step_state := NULL; enqueued := NULL; task_outcome := NULL; next_retry_at := NULL;
+        retry_at := NULL;
+        IF coalesce(m.message ->> 'task_uuid', '') !~* uuid_pattern
+           OR coalesce(m.message ->> 'workflow_step_uuid', '') !~* uuid_pattern
+           OR coalesce(m.message ->> 'attempt', '') !~ '^[0-9]{1,9}$'
+           OR coalesce(m.message ->> 'outcome', '') NOT IN ('success', 'retryable_failure', 'permanent_failure') THEN
+            INSERT INTO tasker.queue_archive (msg_id, queue_name, read_ct, enqueued_at, message)
+            VALUES (m.msg_id, p_queue, m.read_ct, m.enqueued_at, m.message);
+            error := 'not a step result message; archived';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        task_uuid := (m.message ->> 'task_uuid')::uuid;
+        workflow_step_uuid := (m.message ->> 'workflow_step_uuid')::uuid;
+        BEGIN
+            -- no message id: this call has already taken the message
+            SELECT * INTO r FROM tasker.process_step_result(
+                task_uuid, workflow_step_uuid, (m.message ->> 'attempt')::integer,
+                m.message ->> 'outcome', m.message -> 'error', p_processor, NULL, NULL);
+            ignored_reason := r.ignored_reason;
+            step_state := r.step_state;
+            enqueued := r.enqueued;
+            task_outcome := r.task_outcome;
+            next_retry_at := r.next_retry_at;
+            retry_at := r.retry_at;
+        EXCEPTION WHEN OTHERS THEN
+            error := SQLERRM;
+            INSERT INTO tasker.queue_messages (msg_id, queue_name, read_ct, enqueued_at, vt, message)
+            OVERRIDING SYSTEM VALUE
+            VALUES (m.msg_id, p_queue, m.read_ct, m.enqueued_at,
+                    clock_timestamp()
+                    + make_interval(secs => least(p_vt_seconds, 0.05 * 2 ^ least(m.read_ct, 20))),
+                    m.message);
+        END;
+        RETURN NEXT;
+    END LOOP;
 END
 $$;

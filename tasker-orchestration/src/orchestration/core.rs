@@ -32,7 +32,9 @@ use crate::error::OrchestrationResult;
 pub struct OrchestratorConfig {
     /// How often to look for work when no notification arrives.
     pub fallback_poll: Duration,
-    /// How long a claimed result message stays hidden from other orchestrators.
+    /// The longest a result whose processing failed waits before it is tried again: it comes
+    /// back after 0.1 s, doubling with each failure up to this. (Results are taken off the
+    /// queue and processed in one transaction, so no result is hidden while it is processed.)
     pub visibility_timeout: Duration,
     /// Result messages claimed per read.
     pub result_batch: i32,
