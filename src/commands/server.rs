@@ -38,7 +38,8 @@ pub struct ServerArgs {
     /// wakes on LISTEN/NOTIFY; this only covers lost notifications), e.g. `1s`, `250ms`.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     fallback_poll: Duration,
-    /// How long a step-result message claimed by this orchestrator stays hidden from others.
+    /// The longest a step result whose processing failed waits before it is tried again (it
+    /// comes back after 0.1 s, doubling with each failure up to this).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     visibility_timeout: Duration,
 }
