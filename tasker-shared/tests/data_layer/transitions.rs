@@ -29,16 +29,8 @@ async fn a_transition_moves_the_state_and_appends_one_history_row() {
         current_task_state(&db.pool, task.uuid).await.unwrap(),
         TaskState::EnqueuingSteps
     );
-    let history: Vec<(Option<String>, String, i32, bool)> = sqlx::query_as(
-        "SELECT from_state, to_state, sort_key, most_recent FROM tasker.task_transitions
-          WHERE task_uuid = $1 ORDER BY sort_key",
-    )
-    .bind(task.uuid)
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
     assert_eq!(
-        history,
+        task_history(&db.pool, task.uuid).await,
         [
             (None, "pending".to_string(), 1, false),
             (
