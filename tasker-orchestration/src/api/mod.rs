@@ -34,7 +34,7 @@ use tokio::sync::{watch, OnceCell};
 
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
 pub use tasker_client::TaskCreated;
-pub use waiters::{TaskWaiters, WaitOutcome, DEFAULT_RECHECK_INTERVAL};
+pub use waiters::{TaskWaiters, WaitOutcome, DEFAULT_LISTEN_LINGER, DEFAULT_RECHECK_INTERVAL};
 
 use crate::orchestration::lifecycle::task_initializer::TaskInitializer;
 
@@ -66,12 +66,16 @@ pub struct ApiConfig {
     /// How often a long poll re-reads its task's state when no notification woke it (covers
     /// notifications lost while the LISTEN connection was down).
     pub wait_recheck: Duration,
+    /// How long the task-finished LISTEN stays in effect after the last long poll has ended
+    /// (see `waiters`: a listening connection is woken by every notification of the database).
+    pub wait_listen_linger: Duration,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             wait_recheck: DEFAULT_RECHECK_INTERVAL,
+            wait_listen_linger: DEFAULT_LISTEN_LINGER,
         }
     }
 }
@@ -109,7 +113,11 @@ impl ApiState {
         self.inner
             .waiters
             .get_or_try_init(|| {
-                TaskWaiters::start(&self.inner.pool, self.inner.config.wait_recheck)
+                TaskWaiters::start(
+                    &self.inner.pool,
+                    self.inner.config.wait_recheck,
+                    self.inner.config.wait_listen_linger,
+                )
             })
             .await
             .map_err(|e| ApiError::data(&e))
@@ -148,8 +156,8 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // start the LISTEN connection now, so the first long poll does not pay for it; a failure
-    // here is retried by the first long poll, which reports it
+    // open the listener's connection now, so the first long poll pays only its LISTEN; a
+    // failure here is retried by the first long poll, which reports it
     if let Err(error) = state.waiters().await {
         tracing::warn!(message = %error.message, "could not start the task-finished listener yet");
     }

@@ -32,6 +32,11 @@ struct TestApi {
 
 impl TestApi {
     async fn start(dedup_window: Duration) -> Self {
+        Self::start_with_linger(dedup_window, super::DEFAULT_LISTEN_LINGER).await
+    }
+
+    /// As [`Self::start`], with the task-finished LISTEN dropped `linger` after the last wait.
+    async fn start_with_linger(dedup_window: Duration, linger: Duration) -> Self {
         let db = TestDatabase::new().await;
         let fixtures =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/task_templates");
@@ -45,6 +50,7 @@ impl TestApi {
             // listener's reconnection, its timeout or shutdown, which is what the tests check
             ApiConfig {
                 wait_recheck: Duration::from_secs(3600),
+                wait_listen_linger: linger,
             },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -95,18 +101,32 @@ impl TestApi {
         tx.commit().await.unwrap();
     }
 
-    /// Waits until a long poll has registered its interest (polling the registry, not
-    /// sleeping a fixed time) and returns the registry.
+    /// Waits until a long poll has registered its interest and LISTEN is in effect (polling
+    /// the registry, not sleeping a fixed time) and returns the registry. From then on only a
+    /// notification (or the listener's reconnection, timeout or shutdown) ends the poll.
     async fn registered_waiters(&self) -> TaskWaiters {
         let waiters = self.state.waiters().await.unwrap().clone();
         tokio::time::timeout(Duration::from_secs(30), async {
-            while waiters.watched_tasks() == 0 {
+            while waiters.watched_tasks() == 0 || !waiters.is_listening() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
         .await
         .expect("the long poll registered");
         waiters
+    }
+
+    /// Backends of this database whose last statement was `statement` (the listener's
+    /// connection runs nothing but its LISTEN and UNLISTEN).
+    async fn backends_last_running(&self, statement: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND query = $1",
+        )
+        .bind(statement)
+        .fetch_one(&self.db.pool)
+        .await
+        .unwrap()
     }
 
     async fn task_count(&self) -> i64 {
@@ -527,4 +547,50 @@ async fn a_lost_listener_connection_makes_every_waiter_read_its_task_again() {
         .unwrap()
         .unwrap();
     assert_eq!(task.state, "error");
+}
+
+#[tokio::test]
+async fn the_api_listens_for_finished_tasks_only_while_a_request_waits() {
+    let linger = Duration::from_millis(300);
+    let api = TestApi::start_with_linger(Duration::ZERO, linger).await;
+    let listen = format!(r#"LISTEN "{TASK_FINISHED_CHANNEL}""#);
+    let unlisten = format!(r#"UNLISTEN "{TASK_FINISHED_CHANNEL}""#);
+    // the server is up and its listener connected, but nobody waits: no LISTEN, so the
+    // database's notifications do not wake that connection
+    let waiters = api.state.waiters().await.unwrap().clone();
+    assert!(!waiters.is_listening());
+    assert_eq!(api.backends_last_running(&listen).await, 0);
+
+    for round in 0..2 {
+        let task_uuid = api.create_linear(6).await;
+        let client = api.client.clone();
+        let waiting = tokio::spawn(async move {
+            client
+                .wait_for_task(task_uuid, Duration::from_secs(60))
+                .await
+        });
+        api.registered_waiters().await;
+        assert_eq!(api.backends_last_running(&listen).await, 1, "round {round}");
+        api.finish_with_error(task_uuid).await;
+        let task = tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .expect("the notification ended the long poll")
+            .unwrap()
+            .unwrap();
+        assert_eq!(task.state, "error");
+
+        // the LISTEN goes once nobody has waited for the linger
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while waiters.is_listening() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("UNLISTEN after the linger");
+        assert_eq!(
+            api.backends_last_running(&unlisten).await,
+            1,
+            "round {round}"
+        );
+    }
 }
