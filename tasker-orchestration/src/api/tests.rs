@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tasker_client::{
-    error_codes, ClientError, CreateTaskRequest, ErrorBody, TaskListQuery, TaskerClient,
+    error_codes, ClientError, ClientResult, CreateTaskRequest, ErrorBody, TaskDetails,
+    TaskListQuery, TaskerClient,
 };
 use tasker_shared::messaging::TASK_FINISHED_CHANNEL;
 use tasker_shared::state::{transition_task, TaskState};
@@ -116,6 +117,16 @@ impl TestApi {
         waiters
     }
 
+    /// Starts a long poll of up to a minute on the task, in the background.
+    fn long_poll(&self, task_uuid: Uuid) -> JoinHandle<ClientResult<TaskDetails>> {
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            client
+                .wait_for_task(task_uuid, Duration::from_secs(60))
+                .await
+        })
+    }
+
     /// Backends of this database whose last statement was `statement` (the listener's
     /// connection runs nothing but its LISTEN and UNLISTEN).
     async fn backends_last_running(&self, statement: &str) -> i64 {
@@ -135,6 +146,15 @@ impl TestApi {
             .await
             .unwrap()
     }
+}
+
+/// The task a background long poll returned; fails unless `what` ended it within 30 s.
+async fn polled_task(waiting: JoinHandle<ClientResult<TaskDetails>>, what: &str) -> TaskDetails {
+    tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not end the long poll"))
+        .unwrap()
+        .unwrap()
 }
 
 fn linear(even_number: i64) -> CreateTaskRequest {
@@ -403,21 +423,12 @@ async fn a_long_poll_on_an_unfinished_task_returns_at_its_timeout_unfinished() {
 async fn a_long_poll_returns_when_the_task_finished_notification_arrives() {
     let api = TestApi::start(Duration::ZERO).await;
     let task_uuid = api.create_linear(6).await;
-    let client = api.client.clone();
-    let waiting = tokio::spawn(async move {
-        client
-            .wait_for_task(task_uuid, Duration::from_secs(60))
-            .await
-    });
+    let waiting = api.long_poll(task_uuid);
     // wait (not sleep) until the request has registered, so the notification is the only
     // thing that can end it: its timeout is a minute and there is no recheck timer
     let waiters = api.registered_waiters().await;
     api.finish_with_error(task_uuid).await;
-    let task = tokio::time::timeout(Duration::from_secs(30), waiting)
-        .await
-        .expect("the notification ended the long poll")
-        .unwrap()
-        .unwrap();
+    let task = polled_task(waiting, "the notification").await;
     assert_eq!(task.state, "error");
     assert!(task.is_finished() && !task.is_complete());
     assert_eq!(waiters.watched_tasks(), 0);
@@ -512,12 +523,7 @@ async fn unknown_routes_and_methods_answer_with_json_errors() {
 async fn a_lost_listener_connection_makes_every_waiter_read_its_task_again() {
     let api = TestApi::start(Duration::ZERO).await;
     let task_uuid = api.create_linear(6).await;
-    let client = api.client.clone();
-    let waiting = tokio::spawn(async move {
-        client
-            .wait_for_task(task_uuid, Duration::from_secs(60))
-            .await
-    });
+    let waiting = api.long_poll(task_uuid);
     api.registered_waiters().await;
     // the task finishes while its notification is lost (here: never sent) ...
     assert!(transition_task(
@@ -541,11 +547,7 @@ async fn a_lost_listener_connection_makes_every_waiter_read_its_task_again() {
     .await
     .unwrap();
     assert_eq!(terminated, [true], "exactly the listener's connection");
-    let task = tokio::time::timeout(Duration::from_secs(30), waiting)
-        .await
-        .expect("the reconnection woke the long poll")
-        .unwrap()
-        .unwrap();
+    let task = polled_task(waiting, "the reconnection").await;
     assert_eq!(task.state, "error");
 }
 
@@ -563,20 +565,11 @@ async fn the_api_listens_for_finished_tasks_only_while_a_request_waits() {
 
     for round in 0..2 {
         let task_uuid = api.create_linear(6).await;
-        let client = api.client.clone();
-        let waiting = tokio::spawn(async move {
-            client
-                .wait_for_task(task_uuid, Duration::from_secs(60))
-                .await
-        });
+        let waiting = api.long_poll(task_uuid);
         api.registered_waiters().await;
         assert_eq!(api.backends_last_running(&listen).await, 1, "round {round}");
         api.finish_with_error(task_uuid).await;
-        let task = tokio::time::timeout(Duration::from_secs(30), waiting)
-            .await
-            .expect("the notification ended the long poll")
-            .unwrap()
-            .unwrap();
+        let task = polled_task(waiting, "the notification").await;
         assert_eq!(task.state, "error");
 
         // the LISTEN goes once nobody has waited for the linger

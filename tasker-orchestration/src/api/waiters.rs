@@ -46,7 +46,7 @@ use super::queries::task_state;
 pub const DEFAULT_RECHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// How long the listener keeps LISTENing after the last waiter has gone, by default.
 pub const DEFAULT_LISTEN_LINGER: Duration = Duration::from_secs(10);
-/// Pause after a listener error before receiving again (it reconnects on the next receive).
+/// Pause after a listener error before it opens a fresh connection.
 const LISTENER_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// How a wait ended.
@@ -91,6 +91,14 @@ impl Inner {
         if let Some(sender) = self.watchers().get(&task_uuid) {
             sender.send_replace(());
         }
+    }
+
+    fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
+    fn set_listening(&self, listening: bool) {
+        self.listening.store(listening, Ordering::Release);
     }
 
     fn wake_all(&self) {
@@ -154,7 +162,7 @@ impl TaskWaiters {
 
     /// Whether LISTEN is in effect now (it is while requests wait, and for a while after).
     pub fn is_listening(&self) -> bool {
-        self.inner.listening.load(Ordering::Acquire)
+        self.inner.is_listening()
     }
 
     /// Waits until the task is finished, `timeout` passes, or `shutdown` turns true.
@@ -234,10 +242,14 @@ struct ListenerTask {
 }
 
 impl ListenerTask {
-    /// After a failure: pauses, then replaces the listener with one on a fresh connection that
-    /// listens to nothing yet, retrying until it has one. Returns false when the listener
-    /// should stop instead (the registry was dropped or the pool closed).
-    async fn start_over(&mut self, stop: &mut oneshot::Receiver<()>) -> bool {
+    /// After a failure: marks LISTEN as not in effect, pauses, then replaces the listener with
+    /// one on a fresh connection that listens to nothing yet, retrying until it has one (the
+    /// next LISTEN wakes every waiter). Returns false when the listener should stop instead
+    /// (the registry was dropped or the pool closed).
+    async fn start_over(&mut self, inner: Arc<Inner>, stop: &mut oneshot::Receiver<()>) -> bool {
+        inner.set_listening(false);
+        // not held across the pause: dropping the registry is what stops this task
+        drop(inner);
         loop {
             tokio::select! {
                 _ = &mut *stop => return false,
@@ -260,13 +272,13 @@ impl ListenerTask {
 /// LISTENs while requests wait and fans notifications out to them, until the registry is
 /// dropped or the pool is closed.
 async fn run_listener(mut task: ListenerTask, mut stop: oneshot::Receiver<()>) {
-    let mut listening = false;
     // since when LISTEN has been in effect with nobody waiting
     let mut idle_since: Option<Instant> = None;
     loop {
         let Some(inner) = task.inner.upgrade() else {
             return;
         };
+        let listening = inner.is_listening();
         let wanted = !inner.watchers().is_empty();
         if wanted || !listening {
             idle_since = None;
@@ -279,14 +291,13 @@ async fn run_listener(mut task: ListenerTask, mut stop: oneshot::Receiver<()>) {
                 task.listener.listen(TASK_FINISHED_CHANNEL).await
             } else {
                 // cleared first: a waiter registering from now on asks for a new LISTEN
-                inner.listening.store(false, Ordering::Release);
+                inner.set_listening(false);
                 task.listener.unlisten(TASK_FINISHED_CHANNEL).await
             };
             match changed {
                 Ok(()) => {
-                    listening = wanted;
-                    inner.listening.store(listening, Ordering::Release);
-                    if listening {
+                    inner.set_listening(wanted);
+                    if wanted {
                         // a task that finished before LISTEN took effect notified nobody
                         // here, so every waiter reads its task again
                         inner.wake_all();
@@ -294,13 +305,10 @@ async fn run_listener(mut task: ListenerTask, mut stop: oneshot::Receiver<()>) {
                 }
                 Err(sqlx::Error::PoolClosed) => return,
                 Err(error) => {
-                    tracing::warn!(%error, "task-finished listener could not change its LISTEN; reconnecting");
-                    inner.listening.store(false, Ordering::Release);
-                    drop(inner);
-                    if !task.start_over(&mut stop).await {
+                    tracing::warn!(%error, "task-finished listener could not (UN)LISTEN; reconnecting");
+                    if !task.start_over(inner, &mut stop).await {
                         return;
                     }
-                    listening = false;
                 }
             }
             // the waiters may have changed meanwhile: decide again
@@ -345,12 +353,9 @@ async fn run_listener(mut task: ListenerTask, mut stop: oneshot::Receiver<()>) {
             // on a fresh connection the LISTEN is made again, and it wakes every waiter
             Err(error) => {
                 tracing::warn!(%error, "task-finished listener failed; reconnecting");
-                inner.listening.store(false, Ordering::Release);
-                drop(inner);
-                if !task.start_over(&mut stop).await {
+                if !task.start_over(inner, &mut stop).await {
                     return;
                 }
-                listening = false;
             }
         }
     }
