@@ -59,9 +59,45 @@ pub struct BenchResult {
     /// The sanitised directory criterion stored it in, relative to its home.
     pub directory: PathBuf,
     pub estimates: Estimates,
-    /// The files read, so they can be copied verbatim into the output.
-    pub estimates_file: PathBuf,
-    pub benchmark_file: PathBuf,
+    /// The files read (`estimates.json`, `benchmark.json`), copied verbatim into the
+    /// output; `None` for a figure the xtask measured itself.
+    pub files: Option<[PathBuf; 2]>,
+}
+
+impl BenchResult {
+    /// A figure the xtask measured itself (a test run's CPU time), from its samples in ns:
+    /// the mean with its 95 % interval, the median, the standard deviation and the median
+    /// absolute deviation, shaped like criterion's estimates so everything downstream reads
+    /// both alike.
+    pub fn from_samples(id: &str, samples: &[f64]) -> BenchResult {
+        let n = samples.len().max(1) as f64;
+        let mean = samples.iter().sum::<f64>() / n;
+        let sd = crate::stats::variance(samples).unwrap_or(0.0).sqrt();
+        let se = sd / n.sqrt();
+        let centre = median(samples).unwrap_or(mean);
+        let mad = crate::stats::mad_sigma(samples).unwrap_or(0.0) / 1.4826;
+        let estimate = |point: f64, se: f64| Estimate {
+            point_estimate: point,
+            standard_error: se,
+            confidence_interval: ConfidenceInterval {
+                confidence_level: 0.95,
+                lower_bound: point - 1.96 * se,
+                upper_bound: point + 1.96 * se,
+            },
+        };
+        BenchResult {
+            id: id.to_owned(),
+            directory: PathBuf::from(id.replace(' ', "-")),
+            estimates: Estimates {
+                mean: estimate(mean, se),
+                median: estimate(centre, se),
+                std_dev: estimate(sd, 0.0),
+                median_abs_dev: estimate(mad, 0.0),
+                slope: None,
+            },
+            files: None,
+        }
+    }
 }
 
 pub fn parse_estimates(text: &str) -> Result<Estimates> {
@@ -109,8 +145,7 @@ fn visit(home: &Path, dir: &Path, out: &mut Vec<BenchResult>) -> Result<()> {
                 id: id.full_id,
                 directory: bench_dir.strip_prefix(home).unwrap_or(bench_dir).to_owned(),
                 estimates,
-                estimates_file,
-                benchmark_file,
+                files: Some([estimates_file, benchmark_file]),
             });
         } else if path.file_name().is_some_and(|n| n != "report") {
             visit(home, &path, out)?;

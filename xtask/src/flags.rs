@@ -165,6 +165,11 @@ pub struct ProfileBaselineArgs {
     /// Do not write the baseline document.
     #[arg(long, conflicts_with = "baseline_doc")]
     pub no_baseline_doc: bool,
+    /// Record the baseline of this git revision instead of the working tree (any name git
+    /// resolves: a branch, a tag, `HEAD~3`, a commit), checked out into a worktree under the
+    /// target directory and built the same way; the plan is the working tree's.
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
 }
 
 /// How the two runs are judged; shared by `profile-post`, `compare` and `profile-gate`.
@@ -183,12 +188,33 @@ pub struct ProfilePostArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// The baseline to judge against [default: <workspace>/profiles/pre-refactor].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "against")]
     pub baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub against: AgainstArgs,
     #[command(flatten)]
     pub run: RunArgs,
     #[command(flatten)]
     pub judge: JudgeArgs,
+}
+
+/// Pairs of timing runs of `profile-post --against`.
+pub const DEFAULT_PAIRS: u32 = 10;
+
+/// A paired Phase 3: the working tree against another revision in one session; shared by
+/// `profile-post` and `profile-gate`.
+#[derive(Debug, Args, Clone)]
+pub struct AgainstArgs {
+    /// Measure this git revision too, in the same session, and judge the working tree
+    /// (uncommitted changes included) against it: both built with the same flags, their
+    /// timing runs alternating in pairs. Its run directory is kept beside --out, named
+    /// `<out>-against`.
+    #[arg(long, value_name = "REV")]
+    pub against: Option<String>,
+    /// Pairs of timing runs with --against (one run of each side per pair); see
+    /// docs/observability/profiling-workflow.md for why ten.
+    #[arg(long, default_value_t = DEFAULT_PAIRS, value_parser = clap::value_parser!(u32).range(2..))]
+    pub pairs: u32,
 }
 
 #[derive(Debug, Args)]
@@ -213,8 +239,10 @@ pub struct ProfileGateArgs {
     #[arg(long)]
     pub save_baseline: bool,
     /// The baseline directory [default: <workspace>/profiles/pre-refactor].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "against")]
     pub baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub against: AgainstArgs,
     /// Output directory of the post run [default: <workspace>/profiles/post-refactor].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,

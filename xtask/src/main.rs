@@ -22,6 +22,7 @@ mod profile_gate;
 mod profile_post;
 mod profiler_overhead;
 mod redact;
+mod revision;
 mod run_options;
 mod stats;
 mod workspace;

@@ -1,10 +1,14 @@
 //! `cargo xtask profile-baseline`: Phases 1 and 2 of the plan into `profiles/pre-refactor/`,
 //! through the shared run pipeline.
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use xshell::Shell;
 
 use crate::flags::{ProfileBaselineArgs, WorkspaceArgs};
 use crate::pipeline;
+use crate::revision::Repository;
 use crate::run_options;
 
 pub const DEFAULT_OUT: &str = "profiles/pre-refactor";
@@ -30,7 +34,12 @@ pub fn run(ws: &WorkspaceArgs, args: &ProfileBaselineArgs) -> Result<()> {
             BASELINE_DOC,
         ))
     };
-    let opts = run_options::options(ws, &root, &args.run, out, doc)?;
+    let mut opts = run_options::options(ws, &root, &args.run, out, doc)?;
+    if let Some(spec) = &args.rev {
+        let (workspace, target_dir) = check_out_revision(&root, &opts, spec)?;
+        opts.measured = Some(workspace);
+        opts.target_dir = Some(target_dir);
+    }
     let outcome = pipeline::run(&opts)?;
     let noisy = outcome
         .manifest
@@ -49,4 +58,28 @@ pub fn run(ws: &WorkspaceArgs, args: &ProfileBaselineArgs) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// `--rev REV`: the revision checked out into the worktree under the target directory;
+/// returns the workspace to measure there and the target directory to build it in (the
+/// revision's own: cargo would otherwise take its artifacts for the working tree's). The
+/// output directory must be free first, so a refused run costs no checkout.
+fn check_out_revision(
+    root: &Path,
+    opts: &pipeline::Options,
+    spec: &str,
+) -> Result<(PathBuf, PathBuf)> {
+    crate::pipeline::check_out_dir(&opts.out, opts.force)?;
+    let sh = Shell::new().context("creating a shell")?;
+    let repo = Repository::of(&sh, root)?;
+    let rev = repo.resolve(&sh, spec)?;
+    repo.check_plan_exists(&sh, &rev, &opts.plan)?;
+    let target_dir = pipeline::target_dir(&sh, opts)?;
+    eprintln!(
+        "checking out {} into a worktree under {}",
+        rev.describe(),
+        target_dir.display()
+    );
+    let workspace = repo.checkout(&sh, &rev, &target_dir)?;
+    Ok((workspace, crate::revision::target_dir(&target_dir)))
 }

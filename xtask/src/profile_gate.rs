@@ -3,7 +3,9 @@
 //!
 //! - On the main branch (`--save-baseline`): `profile-baseline` into the baseline directory,
 //!   replacing it, without the baseline document (CI keeps the run as an artifact).
-//! - On a pull request: `profile-post` against the restored baseline, with `--force` (the
+//! - On a pull request with `--against REV` (what the workflow runs, REV being the merge
+//!   base): `profile-post --against REV`, both sides measured on the one runner, paired.
+//! - On a pull request without it: `profile-post` against a restored baseline, with `--force` (the
 //!   post directory is scratch) and `--allow-interference` (a CI runner is never quiet; the
 //!   check is still recorded), judging timings when the baseline came from another runner of
 //!   the same hardware (every CI job gets a fresh VM; `--allow-different-host` accepts any).
@@ -32,17 +34,28 @@ pub fn run(ws: &WorkspaceArgs, args: &ProfileGateArgs) -> ExitCode {
     if args.save_baseline {
         return save_baseline(ws, args, &run);
     }
-    let spec = profile_post::Spec {
-        run: &run,
-        baseline: args.baseline.clone(),
-        out: args.out.clone(),
-        host_policy: if args.judge.allow_different_host {
-            HostPolicy::Any
-        } else {
-            HostPolicy::SameHardware
-        },
+    let (out, result) = match &args.against.against {
+        Some(rev) => profile_post::against::measure_and_judge(
+            ws,
+            &run,
+            args.out.as_deref(),
+            rev,
+            args.against.pairs,
+        ),
+        None => profile_post::measure_and_judge(
+            ws,
+            &profile_post::Spec {
+                run: &run,
+                baseline: args.baseline.clone(),
+                out: args.out.clone(),
+                host_policy: if args.judge.allow_different_host {
+                    HostPolicy::Any
+                } else {
+                    HostPolicy::SameHardware
+                },
+            },
+        ),
     };
-    let (out, result) = profile_post::measure_and_judge(ws, &spec);
     let summary = args
         .summary
         .clone()

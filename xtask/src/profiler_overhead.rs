@@ -89,7 +89,7 @@ pub fn judge(slowdowns_pct: &[f64], limit_pct: f64) -> (f64, Option<(f64, f64)>,
 
 /// Whether pair `pair` (from 1) runs the profiled side first: every other pair.
 fn profiled_first(pair: u32) -> bool {
-    pair.is_multiple_of(2)
+    crate::pipeline::second_first(pair)
 }
 
 pub fn run(ws: &WorkspaceArgs, args: &ProfilerOverheadArgs) -> Result<Verdict> {

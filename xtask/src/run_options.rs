@@ -74,5 +74,6 @@ pub fn options(
         frequency: run.frequency,
         command_line: std::env::args().collect(),
         workspace: root.to_owned(),
+        measured: None,
     })
 }

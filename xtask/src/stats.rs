@@ -140,6 +140,59 @@ pub fn median_ci(values: &[f64], confidence: f64) -> Option<(f64, f64)> {
     Some((sorted[k], sorted[n - 1 - k]))
 }
 
+/// The Hodges–Lehmann estimate of the centre of `values` (the median of all pairwise means,
+/// Walsh averages) with the distribution-free confidence interval that Wilcoxon's
+/// signed-rank test gives it: the Walsh averages ranked `k + 1` and `M − k`, where `k` is
+/// the largest count whose exact lower tail under the null hypothesis stays within
+/// `(1 − confidence) / 2`. It assumes only that the values are symmetric about their centre
+/// (which alternating two programs gives the pairs' log ratios when nothing changed) and
+/// lets one disturbed value move the estimate little. `None` below the size at which the
+/// confidence can be reached (six values at 95 %).
+///
+/// Written here rather than taken from a crate: the statistics crates on crates.io offer
+/// the signed-rank test's p-value but not this interval, and it is thirty lines.
+pub fn hodges_lehmann(values: &[f64], confidence: f64) -> Option<(f64, f64, f64)> {
+    let n = values.len();
+    if n == 0 || values.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let mut walsh = Vec::with_capacity(n * (n + 1) / 2);
+    for i in 0..n {
+        for j in i..n {
+            walsh.push((values[i] + values[j]) / 2.0);
+        }
+    }
+    walsh.sort_by(f64::total_cmp);
+    let centre = crate::criterion::median(&walsh)?;
+    let k = signed_rank_critical(n, (1.0 - confidence) / 2.0)?;
+    Some((centre, walsh[k], walsh[walsh.len() - 1 - k]))
+}
+
+/// The largest `k` with `P(T ≤ k) ≤ tail` (the critical value of the tables) for Wilcoxon's signed-rank statistic `T` of
+/// `n` values under the null hypothesis, counted exactly (the number of subsets of
+/// `1..=n` with each rank sum); `None` when even `P(T = 0)` exceeds the tail.
+fn signed_rank_critical(n: usize, tail: f64) -> Option<usize> {
+    let max_sum = n * (n + 1) / 2;
+    let mut ways = vec![0f64; max_sum + 1];
+    ways[0] = 1.0;
+    for rank in 1..=n {
+        for sum in (rank..=max_sum).rev() {
+            ways[sum] += ways[sum - rank];
+        }
+    }
+    let total = 2f64.powi(n as i32);
+    let mut cumulative = 0.0;
+    let mut k = None;
+    for (sum, w) in ways.iter().enumerate() {
+        cumulative += w / total;
+        if cumulative > tail {
+            break;
+        }
+        k = Some(sum);
+    }
+    k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +274,26 @@ mod tests {
             1.0,
             1e-12
         ));
+    }
+
+    #[test]
+    fn hodges_lehmann_interval_matches_the_signed_rank_tables() {
+        // Two-sided 5 % critical values of the signed-rank statistic: none for n = 5, 0 for
+        // n = 6, 3 for n = 8, 8 for n = 10, 21 for n = 14 (T <= value is significant); the
+        // interval drops that many Walsh averages at each end.
+        assert_eq!(signed_rank_critical(5, 0.025), None);
+        for (n, table) in [(6, 0), (8, 3), (10, 8), (14, 21)] {
+            assert_eq!(signed_rank_critical(n, 0.025), Some(table), "n = {n}");
+        }
+        let (centre, low, high) =
+            hodges_lehmann(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 0.95).expect("six values");
+        assert!(close(centre, 3.5, 1e-12));
+        assert!(close(low, 1.0, 1e-12) && close(high, 6.0, 1e-12));
+        // One wild value moves the centre little: the mean would be 12.
+        let values = [0.9, 1.0, 1.1, 1.0, 0.95, 1.05, 1.0, 80.0];
+        let (centre, low, high) = hodges_lehmann(&values, 0.95).expect("eight values");
+        assert!(centre > 0.99 && centre < 1.1, "{centre}");
+        assert!(low < centre && high > centre);
+        assert_eq!(hodges_lehmann(&[1.0; 5], 0.95).map(|c| c.0), None);
     }
 }

@@ -84,6 +84,11 @@ fn definition(t: &TargetRecord) -> String {
 }
 
 /// Errors when the plans measure a common target differently (the comparison is unusable).
+/// Whether the two runs are the two sides of one paired session.
+pub fn paired(base: &Manifest, post: &Manifest) -> bool {
+    matches!((&base.pairing, &post.pairing), (Some(b), Some(p)) if b.session == p.session)
+}
+
 pub fn check(base: &Manifest, post: &Manifest, policy: HostPolicy) -> Result<Comparability> {
     let mut conflicts = Vec::new();
     for p in &post.targets {
@@ -251,7 +256,11 @@ pub fn check(base: &Manifest, post: &Manifest, policy: HostPolicy) -> Result<Com
             aspect: "interference".to_owned(),
             baseline: lb,
             post: lp,
-            effect: "a run was measured on a busy machine: timings are corrected for waiting for a CPU where measured, and their noise includes the category's noise limit between sessions".to_owned(),
+            effect: if paired(base, post) {
+                "the session was measured on a busy machine: both sides of every pair alike, so the paired verdicts stand; only the absolute figures are affected".to_owned()
+            } else {
+                "a run was measured on a busy machine: timings are corrected for waiting for a CPU where measured, and their noise includes the category's noise limit between sessions".to_owned()
+            },
         });
     }
     for p in &post.targets {

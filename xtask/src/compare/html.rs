@@ -115,6 +115,11 @@ pub fn render(c: &Comparison, dir: &Path) -> String {
     );
     let _ = writeln!(
         out,
+        "<p>Measured: {}.</p>",
+        escape(&c.measurement.description)
+    );
+    let _ = writeln!(
+        out,
         "<p>Baseline <code>{}</code> ({}) · post <code>{}</code> ({})</p>",
         escape(&c.baseline.dir),
         escape(c.baseline.revision.as_deref().unwrap_or("no revision")),

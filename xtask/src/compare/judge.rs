@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 
 use super::comparability::{self, HostPolicy};
 use super::model::{
-    Comparison, LimitKind, Metric, Outcome, ProfileComparison, ProfileFiles, RunSummary,
-    ShareChange, Status, TimingRow, Unmatched, SCHEMA_VERSION,
+    Comparison, LimitKind, Measurement, Metric, Outcome, ProfileComparison, ProfileFiles,
+    RunSummary, ShareChange, Status, TimingRow, Unmatched, SCHEMA_VERSION,
 };
 use super::profiles::{self, Counts, Signal, SignalKind};
 use super::run_dir::RunDir;
@@ -84,6 +84,34 @@ struct RowContext<'a> {
     blocked: Option<&'a str>,
     /// Whether either run was measured under a failed interference check.
     busy: bool,
+    /// Whether the two runs are the two sides of one paired session, run `k` of one
+    /// measured right next to run `k` of the other.
+    paired: bool,
+}
+
+/// How the two runs were measured, for the report: paired in one session, or two sessions.
+pub fn measurement(base: &RunDir, post: &RunDir) -> Measurement {
+    match &post.manifest.pairing {
+        Some(p) if comparability::paired(&base.manifest, &post.manifest) => Measurement {
+            paired: true,
+            pairs: Some(p.pairs),
+            revision: Some(p.revision.describe()),
+            description: format!(
+                "paired in one session: {} pairs of timing runs alternating between {} and the working tree (A B, B A, ...), judged on each pair's ratio",
+                p.pairs,
+                p.revision.describe()
+            ),
+        },
+        _ => Measurement {
+            paired: false,
+            pairs: None,
+            revision: None,
+            description: format!(
+                "two sessions: the baseline started {}, the post run {}; judged on each side's spread across its own runs",
+                base.manifest.started_at, post.manifest.started_at
+            ),
+        },
+    }
 }
 
 struct Lists {
@@ -114,6 +142,9 @@ fn bench_row(
     post: &BenchmarkTimings,
     context: &RowContext<'_>,
 ) -> Option<TimingRow> {
+    if context.paired {
+        return paired_row(record, t, base, post);
+    }
     let corrected = !record.needs_database
         && base
             .runs
@@ -160,7 +191,7 @@ fn bench_row(
         target: record.name.clone(),
         benchmark: post.id.clone(),
         category: record.category,
-        metric: Metric::CriterionTime,
+        metric: metric_of(record),
         baseline: base_side.center,
         post: post_side.center,
         baseline_raw: raw(base)?,
@@ -171,6 +202,78 @@ fn bench_row(
         limit_kind,
         baseline_side: base_side,
         post_side,
+        pair_log_ratios: Vec::new(),
+        judgement,
+    })
+}
+
+fn metric_of(record: &TargetRecord) -> Metric {
+    match record.kind {
+        Kind::Bench => Metric::CriterionTime,
+        Kind::Test => Metric::TestCpuTime,
+    }
+}
+
+/// A row's values in its metric's unit: timings.json holds ns, a test's CPU time is
+/// reported in seconds.
+fn in_unit(mut row: TimingRow) -> TimingRow {
+    if row.metric == Metric::TestCpuTime {
+        for v in [
+            &mut row.baseline,
+            &mut row.post,
+            &mut row.baseline_raw,
+            &mut row.post_raw,
+        ] {
+            *v /= 1e9;
+        }
+    }
+    row
+}
+
+/// One benchmark of a paired session: run `k` of each side form pair `k`, and the verdict
+/// comes from the pairs' log ratios alone (see `verdict::judge_paired`). Nothing is
+/// corrected for contention: whatever the machine did, it did to both runs of a pair.
+fn paired_row(
+    record: &TargetRecord,
+    t: &Thresholds,
+    base: &BenchmarkTimings,
+    post: &BenchmarkTimings,
+) -> Option<TimingRow> {
+    let ratios: Vec<f64> = post
+        .runs
+        .iter()
+        .filter_map(|p| {
+            let b = base.runs.iter().find(|b| b.run == p.run)?;
+            (b.typical_ns > 0.0 && p.typical_ns > 0.0).then(|| (p.typical_ns / b.typical_ns).ln())
+        })
+        .collect();
+    if ratios.is_empty() {
+        return None;
+    }
+    let values = |b: &BenchmarkTimings| b.runs.iter().map(|r| r.typical_ns).collect::<Vec<_>>();
+    let se = |b: &BenchmarkTimings| -> Vec<f64> {
+        b.runs.iter().map(|r| relative_se(&r.estimates)).collect()
+    };
+    let base_side = Side::from_runs(&values(base), &se(base))?;
+    let post_side = Side::from_runs(&values(post), &se(post))?;
+    let (limit, limit_kind) = limit_of(t);
+    let judgement = verdict::judge_paired(&ratios, limit);
+    Some(TimingRow {
+        target: record.name.clone(),
+        benchmark: post.id.clone(),
+        category: record.category,
+        metric: metric_of(record),
+        baseline: base_side.center,
+        post: post_side.center,
+        baseline_raw: base_side.center,
+        post_raw: post_side.center,
+        contention_corrected: false,
+        baseline_cpu_availability: None,
+        post_cpu_availability: None,
+        limit_kind,
+        baseline_side: base_side,
+        post_side,
+        pair_log_ratios: ratios,
         judgement,
     })
 }
@@ -221,6 +324,7 @@ fn test_row(
         limit_kind,
         baseline_side: base_side,
         post_side,
+        pair_log_ratios: Vec::new(),
         judgement,
     })
 }
@@ -321,11 +425,15 @@ pub fn judge(base: &RunDir, post: &RunDir, opts: &Options) -> Result<Judged> {
     if let Some(plan) = &opts.plan {
         check_plan(plan, post)?;
     }
+    let measured = measurement(base, post);
     let context = RowContext {
         blocked: comparability.timings_blocked.as_deref(),
-        busy: [&base.manifest, &post.manifest]
-            .iter()
-            .any(|m| m.interference.worst == crate::interference::Status::Fail),
+        // A busy machine shifts a whole session; the two sides of a paired one alike.
+        busy: !measured.paired
+            && [&base.manifest, &post.manifest]
+                .iter()
+                .any(|m| m.interference.worst == crate::interference::Status::Fail),
+        paired: measured.paired,
     };
     let mut out = Collected {
         lists: Lists {
@@ -355,6 +463,11 @@ pub fn judge(base: &RunDir, post: &RunDir, opts: &Options) -> Result<Judged> {
         let t = thresholds_for(opts, p);
         match p.kind {
             Kind::Bench => bench_rows(base, post, p, t, &context, &mut out.lists),
+            // Test targets timed by the timing pass (CPU time per run) are judged like
+            // benchmarks; runs recorded before that by their profiles' sample counts.
+            Kind::Test if has_timings(base, post, &p.name) => {
+                bench_rows(base, post, p, t, &context, &mut out.lists)
+            }
             Kind::Test => match test_row(base, post, b, p, t, context.blocked) {
                 Some(row) => out.lists.rows.push(row),
                 None => out.lists.not_compared.push(unmatched(
@@ -388,6 +501,7 @@ pub fn judge(base: &RunDir, post: &RunDir, opts: &Options) -> Result<Judged> {
         baseline: summary(base),
         post: summary(post),
         comparability,
+        measurement: measured,
         timings: out.lists.rows,
         only_in_baseline: out.lists.only_in_baseline,
         only_in_post: out.lists.only_in_post,
@@ -410,6 +524,12 @@ pub fn judge(base: &RunDir, post: &RunDir, opts: &Options) -> Result<Judged> {
         comparison,
         graphs: out.graphs,
     })
+}
+
+fn has_timings(base: &RunDir, post: &RunDir, name: &str) -> bool {
+    [base, post]
+        .iter()
+        .all(|run| run.timings.targets.iter().any(|t| t.name == name))
 }
 
 /// The rows of a bench target: one per benchmark in both runs; the others are listed as
@@ -438,7 +558,7 @@ fn bench_rows(
     for bb in &tb.benchmarks {
         match tp.benchmarks.iter().find(|x| x.id == bb.id) {
             Some(pb) => match bench_row(p, t, bb, pb, context) {
-                Some(row) => lists.rows.push(row),
+                Some(row) => lists.rows.push(in_unit(row)),
                 None => lists.not_compared.push(unmatched(
                     &p.name,
                     Some(&bb.id),

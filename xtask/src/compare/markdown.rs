@@ -133,6 +133,7 @@ pub fn render(c: &Comparison) -> String {
         c.outcome.exit_code,
         c.outcome.message
     );
+    let _ = writeln!(out, "**Measured:** {}.\n", c.measurement.description);
     out.push_str("| | Baseline | Post |\n|---|---|---|\n");
     let row = |out: &mut String, name: &str, f: &dyn Fn(&RunSummary) -> String| {
         let _ = writeln!(out, "| {name} | {} | {} |", f(&c.baseline), f(&c.post));
@@ -297,7 +298,8 @@ pub fn render(c: &Comparison) -> String {
 
 /// What the terminal shows: the verdict table and the fired signals (stdout).
 pub fn terminal(c: &Comparison) -> String {
-    let mut out = timing_table(c);
+    let mut out = format!("measured: {}\n\n", c.measurement.description);
+    out.push_str(&timing_table(c));
     let fired: Vec<String> = c
         .signals
         .iter()

@@ -26,6 +26,8 @@ pub struct Comparison {
     pub baseline: RunSummary,
     pub post: RunSummary,
     pub comparability: Comparability,
+    /// How the two sides were measured.
+    pub measurement: Measurement,
     pub timings: Vec<TimingRow>,
     /// Benchmarks or targets measured only in the baseline (disappeared).
     pub only_in_baseline: Vec<Unmatched>,
@@ -37,6 +39,18 @@ pub struct Comparison {
     pub signals: Vec<Signal>,
     pub profiles: Vec<ProfileComparison>,
     pub outcome: Outcome,
+}
+
+/// How the two sides were measured: paired in one session (`profile-post --against`), or
+/// in two sessions (a saved baseline and a later post run).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measurement {
+    pub paired: bool,
+    pub pairs: Option<u32>,
+    /// The revision the working tree was measured against, when paired.
+    pub revision: Option<String>,
+    /// One sentence for the reports.
+    pub description: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,6 +106,9 @@ pub struct TimingRow {
     pub limit_kind: LimitKind,
     pub baseline_side: Side,
     pub post_side: Side,
+    /// Paired sessions: `ln(post / baseline)` of each pair of runs, in pair order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pair_log_ratios: Vec<f64>,
     #[serde(flatten)]
     pub judgement: Judgement,
 }

@@ -175,6 +175,8 @@ pub enum RunsNeeded {
     QuietMachine,
     /// The value comes from a single profiled run; `--runs` does not repeat it.
     NotApplicable,
+    /// A paired measurement: `pairs` in all (`more` than it had) would settle it.
+    Pairs { pairs: u32, more: u32 },
 }
 
 impl RunsNeeded {
@@ -190,6 +192,9 @@ impl RunsNeeded {
                 "more than {max} runs per side would be needed: reduce the noise first (cargo xtask check-env)"
             ),
             RunsNeeded::QuietMachine => "no number of runs settles it while the machine is busy (the interference check failed): measure both runs on a quiet machine".to_owned(),
+            RunsNeeded::Pairs { pairs, more } => format!(
+                "{more} more pairs would settle it (run profile-post --against again with --pairs {pairs})"
+            ),
             RunsNeeded::NotApplicable => {
                 "a test target is profiled once per run, so more --runs do not help; a quieter machine or a longer test does".to_owned()
             }
@@ -248,30 +253,105 @@ fn half_width(base: &Side, post: &Side, base_runs: u32, post_runs: u32) -> f64 {
 pub fn judge(base: &Side, post: &Side, limit_pct: f64) -> Judgement {
     let d = post.center.ln() - base.center.ln();
     let h = half_width(base, post, base.runs, post.runs);
+    classify(d, d - h, d + h, limit_pct, || {
+        runs_needed(
+            base,
+            post,
+            (d - (1.0 + limit_pct.max(0.0) / 100.0).ln()).abs(),
+        )
+    })
+}
+
+/// Judges a paired measurement: `log_ratios[i]` is `ln(post / base)` of the i-th pair of
+/// runs, the two measured one after the other in the same session. The change is the
+/// pairs' centre and its 95 % interval comes from their spread alone: with six pairs or
+/// more the Hodges–Lehmann estimate and its signed-rank interval (see
+/// [`stats::hodges_lehmann`]), with two to five Student's t on the mean (the signed-rank
+/// interval does not reach 95 % below six).
+pub fn judge_paired(log_ratios: &[f64], limit_pct: f64) -> Judgement {
     let limit = (1.0 + limit_pct.max(0.0) / 100.0).ln();
+    let Some((d, low, high)) = paired_interval(log_ratios) else {
+        let d = crate::criterion::median(log_ratios).unwrap_or(0.0);
+        let mut j = classify(d, f64::NEG_INFINITY, f64::INFINITY, limit_pct, || {
+            RunsNeeded::Pairs { pairs: 6, more: 6 }
+        });
+        j.reason = format!(
+            "{} pair(s) give no interval; at least two are needed",
+            log_ratios.len()
+        );
+        return j;
+    };
+    classify(d, low, high, limit_pct, || {
+        pairs_needed(
+            log_ratios.len() as u32,
+            (high - low) / 2.0,
+            (d - limit).abs(),
+        )
+    })
+}
+
+/// The centre and 95 % interval of paired log ratios, `None` below two pairs.
+pub fn paired_interval(log_ratios: &[f64]) -> Option<(f64, f64, f64)> {
+    if log_ratios.len() >= 6 {
+        return stats::hodges_lehmann(log_ratios, 0.95);
+    }
+    let n = log_ratios.len();
+    let mean = log_ratios.iter().sum::<f64>() / n as f64;
+    let sd = stats::variance(log_ratios)?.sqrt();
+    let h = stats::t_quantile(CONFIDENCE_QUANTILE, (n - 1) as f64) * sd / (n as f64).sqrt();
+    Some((mean, mean - h, mean + h))
+}
+
+/// Pairs that would bring a half-width of `h` (from `pairs` pairs) under `target`,
+/// assuming it shrinks with the square root of their number.
+fn pairs_needed(pairs: u32, h: f64, target: f64) -> RunsNeeded {
+    if target <= 1e-9 || !h.is_finite() {
+        return RunsNeeded::Unreachable { max: MAX_RUNS };
+    }
+    let needed = (f64::from(pairs.max(1)) * (h / target).powi(2)).ceil() as u32;
+    match needed.max(pairs + 1) {
+        n if n <= MAX_RUNS => RunsNeeded::Pairs {
+            pairs: n,
+            more: n - pairs,
+        },
+        _ => RunsNeeded::Unreachable { max: MAX_RUNS },
+    }
+}
+
+/// The verdict rules, shared by both ways of measuring: the change `d` with its 95 %
+/// interval `[low, high]` (log space) against the limit.
+fn classify(
+    d: f64,
+    low: f64,
+    high: f64,
+    limit_pct: f64,
+    runs_needed: impl FnOnce() -> RunsNeeded,
+) -> Judgement {
+    let limit = (1.0 + limit_pct.max(0.0) / 100.0).ln();
+    let h = ((high - d).max(d - low)).max(0.0);
     let mut judgement = Judgement {
         verdict: Verdict::Inconclusive,
         change_pct: pct(d),
-        low_pct: pct(d - h),
-        high_pct: pct(d + h),
+        low_pct: pct(low),
+        high_pct: pct(high),
         noise_pct: pct(h),
         limit_pct,
         reason: String::new(),
         runs_needed: None,
     };
-    if d - h > limit {
+    if low > limit {
         judgement.verdict = Verdict::Regression;
         judgement.reason = format!(
             "slower than the +{limit_pct:.0}% limit even at the low end of the noise ({:+.1}%)",
             judgement.low_pct
         );
-    } else if d + h < -limit {
+    } else if high < -limit {
         judgement.verdict = Verdict::Improvement;
         judgement.reason = format!(
             "faster by more than the limit even at the high end of the noise ({:+.1}%)",
             judgement.high_pct
         );
-    } else if d + h <= limit {
+    } else if high <= limit {
         judgement.verdict = Verdict::Pass;
         judgement.reason = format!(
             "within the +{limit_pct:.0}% limit even at the high end of the noise ({:+.1}%)",
@@ -289,7 +369,7 @@ pub fn judge(base: &Side, post: &Side, limit_pct: f64) -> Judgement {
                 judgement.change_pct, judgement.noise_pct
             )
         };
-        judgement.runs_needed = Some(runs_needed(base, post, (d - limit).abs()));
+        judgement.runs_needed = Some(runs_needed());
     }
     judgement
 }
@@ -566,5 +646,58 @@ mod tests {
         assert!(Side::from_runs(&[], &[]).is_none());
         assert!(Side::from_runs(&[100.0, 0.0], &[0.01, 0.01]).is_none());
         assert!(Side::single(f64::NAN, 10.0, 1).is_none());
+    }
+
+    #[test]
+    fn paired_ratios_decide_on_their_own_spread() {
+        // Ten pairs within ±2 % of no change: a pass well inside a 10 % limit.
+        let same = [
+            0.01, -0.02, 0.0, 0.015, -0.01, 0.005, -0.005, 0.02, -0.015, 0.0,
+        ];
+        let j = judge_paired(&same, 10.0);
+        assert_eq!(j.verdict, Verdict::Pass, "{j:?}");
+        assert!(
+            j.low_pct < 0.0 && j.high_pct > 0.0 && j.high_pct < 3.0,
+            "{j:?}"
+        );
+
+        // Fifteen percent slower in every pair, same jitter: a regression against 10 %.
+        let slower: Vec<f64> = same.iter().map(|d| d + 1.15f64.ln()).collect();
+        let j = judge_paired(&slower, 10.0);
+        assert_eq!(j.verdict, Verdict::Regression, "{j:?}");
+        assert!((j.change_pct - 15.0).abs() < 1.5, "{j:?}");
+
+        // One pair ruined by a burst of other work does not hide it.
+        let mut burst = slower.clone();
+        burst[3] = 1.0;
+        assert_eq!(judge_paired(&burst, 10.0).verdict, Verdict::Regression);
+
+        // Faster by a fifth in every pair: an improvement.
+        let faster: Vec<f64> = same.iter().map(|d| d + 0.8f64.ln()).collect();
+        assert_eq!(judge_paired(&faster, 10.0).verdict, Verdict::Improvement);
+    }
+
+    #[test]
+    fn few_pairs_use_students_t_and_one_pair_decides_nothing() {
+        let j = judge_paired(&[0.0, 0.01], 10.0);
+        assert_eq!(j.verdict, Verdict::Pass, "{j:?}");
+        // t(0.975, 1) = 12.71 on a standard error of 0.005: a half-width of about 6.6 %.
+        assert!((j.noise_pct - 6.56).abs() < 0.2, "{j:?}");
+
+        let j = judge_paired(&[0.05], 10.0);
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        assert!(
+            matches!(j.runs_needed, Some(RunsNeeded::Pairs { .. })),
+            "{j:?}"
+        );
+
+        // Noisy pairs straddling the limit say how many pairs would settle it.
+        let noisy = [0.02, 0.15, 0.05, 0.12, 0.0, 0.14];
+        let j = judge_paired(&noisy, 10.0);
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        assert!(
+            matches!(j.runs_needed, Some(RunsNeeded::Pairs { pairs, .. } | RunsNeeded::Unreachable { max: pairs }) if pairs > 6),
+            "{j:?}"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! The build: `cargo clean`, then every target once with the `profiling` profile (release
+//! The build: `cargo clean` of the profiling profile's output (the rest of the target
+//! directory, such as a revision's worktree or the xtask itself, stays), then every target once with the `profiling` profile (release
 //! plus line tables) and frame pointers, so timing and profiling run the very same binary and
 //! stacks resolve to function names.
 
@@ -80,7 +81,7 @@ impl Cargo {
         let start = Instant::now();
         let command = cmd!(
             sh,
-            "cargo clean --manifest-path {manifest} --target-dir {target_dir}"
+            "cargo clean --profile {CARGO_PROFILE} --manifest-path {manifest} --target-dir {target_dir}"
         );
         let text = command.to_string();
         command

@@ -86,19 +86,7 @@ impl Database {
     }
 
     fn start(sh: &Shell, exe: &Path, dir: &Path) -> Result<Database> {
-        let status = cmd!(sh, "{exe} db status --dir {dir}")
-            .quiet()
-            .ignore_stdout()
-            .ignore_stderr()
-            .run();
-        if status.is_ok() {
-            bail!(
-                "a database is already running in {}; stop it with `{} db stop --dir {}`, or set DATABASE_URL to use a running one",
-                dir.display(),
-                exe.display(),
-                dir.display()
-            );
-        }
+        claim(sh, exe, dir)?;
         cmd!(sh, "{exe} db start --dir {dir}")
             .quiet()
             .ignore_stdout()
@@ -141,6 +129,7 @@ impl Drop for Database {
             .arg(dir)
             .stdout(std::process::Stdio::null())
             .status();
+        let _ = std::fs::remove_file(owner_file(dir));
         if !matches!(result, Ok(s) if s.success()) {
             eprintln!(
                 "warning: could not stop and delete the throwaway database; run `{} db destroy --dir {}`",
@@ -148,5 +137,131 @@ impl Drop for Database {
                 dir.display()
             );
         }
+    }
+}
+
+/// The file beside the cluster's directory that names the run owning it.
+fn owner_file(dir: &Path) -> PathBuf {
+    dir.with_extension("owner")
+}
+
+/// Makes the cluster directory this run's. A run killed outright (SIGKILL, a closed
+/// terminal) never drops its guard, so its cluster may still be running: when the run that
+/// claimed the directory is gone, what it left is stopped and deleted. A directory claimed
+/// by a run that is still going is never touched.
+fn claim(sh: &Shell, exe: &Path, dir: &Path) -> Result<()> {
+    let file = owner_file(dir);
+    let owner = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|text| Owner::parse(&text));
+    if let Some(owner) = &owner {
+        if owner.is_alive() && owner.pid != std::process::id() {
+            bail!(
+                "the throwaway database in {} belongs to a run that is still going (pid {}); wait for it to finish, or pass --target-dir DIR to measure elsewhere",
+                dir.display(),
+                owner.pid
+            );
+        }
+    }
+    if dir.exists() {
+        eprintln!(
+            "note: removing the throwaway database left in {} by a run that is gone{}",
+            dir.display(),
+            owner.map_or_else(String::new, |o| format!(" (pid {})", o.pid))
+        );
+        cmd!(sh, "{exe} db destroy --dir {dir}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| {
+                format!(
+                    "removing the left-over database with `{} db destroy --dir {}`",
+                    exe.display(),
+                    dir.display()
+                )
+            })?;
+    }
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(&file, Owner::this_process().render())
+        .with_context(|| format!("writing {}", file.display()))
+}
+
+/// A process, told apart from a later one with the same pid by its start time (Linux's
+/// `/proc/<pid>/stat`, where there is one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Owner {
+    pid: u32,
+    started: Option<u64>,
+}
+
+impl Owner {
+    fn this_process() -> Owner {
+        let pid = std::process::id();
+        Owner {
+            pid,
+            started: start_time(pid),
+        }
+    }
+
+    fn parse(text: &str) -> Option<Owner> {
+        let mut words = text.split_whitespace();
+        let pid = words.next()?.parse().ok()?;
+        let started = words.next().and_then(|w| w.parse().ok());
+        Some(Owner { pid, started })
+    }
+
+    fn render(&self) -> String {
+        match self.started {
+            Some(t) => format!("{} {t}\n", self.pid),
+            None => format!("{}\n", self.pid),
+        }
+    }
+
+    fn is_alive(&self) -> bool {
+        let Ok(pid) = i32::try_from(self.pid) else {
+            return false;
+        };
+        let exists = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        exists && (self.started.is_none() || start_time(self.pid) == self.started)
+    }
+}
+
+/// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finished_process_is_no_owner_and_this_one_is() {
+        let me = Owner::this_process();
+        assert!(me.is_alive());
+        assert_eq!(Owner::parse(&me.render()), Some(me.clone()));
+
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let gone = Owner {
+            pid: child.id(),
+            started: start_time(child.id()),
+        };
+        child.wait().expect("wait");
+        assert!(!gone.is_alive(), "{gone:?}");
+
+        // The same pid with another start time is another process.
+        let reused = Owner {
+            pid: me.pid,
+            started: me.started.map(|t| t + 1),
+        };
+        assert_eq!(reused.is_alive(), me.started.is_none());
     }
 }

@@ -44,6 +44,34 @@ pub struct Manifest {
     pub plan_source: String,
     pub targets: Vec<TargetRecord>,
     pub total_secs: f64,
+    /// Set when this run is one side of a paired measurement (`profile-post --against`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairing: Option<Pairing>,
+}
+
+/// How a run was paired with another measured in the same session: run `k` of one side and
+/// run `k` of the other make pair `k`, measured one right after the other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pairing {
+    /// The same for both sides of one session, and for no other run.
+    pub session: String,
+    pub pairs: u32,
+    pub side: PairSide,
+    /// The other side's directory name (a sibling of this one).
+    pub partner: String,
+    /// The revision the working tree was measured against.
+    pub revision: crate::revision::Revision,
+    /// Which side ran first in each pair (`against,post` or `post,against`).
+    pub order: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PairSide {
+    /// The revision given to `--against`: the baseline of the comparison.
+    Against,
+    /// The working tree.
+    Post,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -182,7 +210,7 @@ pub struct BenchmarkTimings {
     /// criterion's `full_id`.
     pub id: String,
     /// criterion's sanitised directory; the copies are under
-    /// `criterion/<target>/run-<n>/<directory>/`.
+    /// `criterion/<target>/<directory>/run-<n>/` (criterion's layout, the run as baseline).
     pub directory: String,
     pub runs: Vec<RunEstimates>,
     /// Which estimate `typical_ns` uses: `slope` when criterion sampled linearly, else `mean`.

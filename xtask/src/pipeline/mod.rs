@@ -5,12 +5,13 @@
 pub mod build;
 pub mod database;
 pub mod manifest;
-mod outdir;
+pub mod outdir;
 pub mod profiler;
 mod progress;
 pub mod report;
 pub mod schedstat;
-mod timing;
+mod side;
+pub mod timing;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,23 +20,28 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Cmd, Shell};
 
-use crate::analysis::{self, Analysis};
+use crate::analysis;
 use crate::flags::ProfilerChoice;
 use crate::interference::Status;
 use crate::plan::{Kind, Plan, Target};
-use crate::{audit, check_env, clock, host, redact, workspace};
+use crate::{check_env, clock, host, redact, workspace};
 use manifest::{
-    AnalysisFile, BuildRecord, DatabaseRecord, Manifest, OptionsRecord, TargetAnalysis,
-    TargetRecord, TargetStatus, Timings, SCHEMA_VERSION,
+    BuildRecord, DatabaseRecord, Manifest, OptionsRecord, PairSide, Pairing, TargetStatus,
+    SCHEMA_VERSION,
 };
+use side::Side;
 
 /// Profile time per benchmark for `--quick` smoke runs.
-const QUICK_PROFILE_SECS: f64 = 2.0;
+pub(crate) const QUICK_PROFILE_SECS: f64 = 2.0;
 
 /// Everything a run needs; `profile-baseline` and `profile-post` differ only in these.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The workspace the plan and the outputs belong to.
     pub workspace: PathBuf,
+    /// The workspace built and measured, when it is not `workspace` itself: another
+    /// revision's worktree (`profile-baseline --rev`).
+    pub measured: Option<PathBuf>,
     pub plan: PathBuf,
     pub out: PathBuf,
     /// The output directory's role, recorded in the manifest (`pre-refactor`).
@@ -133,7 +139,6 @@ pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
 }
 
 struct Preflight {
-    git: host::Git,
     toolchain: host::Toolchain,
     host: host::Host,
     interference: crate::interference::Report,
@@ -145,7 +150,6 @@ struct Preflight {
 /// Everything that can be wrong before a build is checked here, so a run that cannot
 /// finish stops before spending time, with the command that fixes it.
 fn preflight(sh: &Shell, opts: &Options, plan: &Plan, targets: &[Target]) -> Result<Preflight> {
-    outdir::check_target(&opts.out, opts.force)?;
     let metadata = workspace::metadata(sh, &opts.workspace)?;
     for t in targets {
         let Some(package) = metadata.package(&t.package) else {
@@ -243,7 +247,6 @@ fn preflight(sh: &Shell, opts: &Options, plan: &Plan, targets: &[Target]) -> Res
         }
     }
     Ok(Preflight {
-        git,
         toolchain,
         host: host::host(),
         interference,
@@ -272,57 +275,231 @@ pub fn probe_perf(sh: &Shell, perf: &profiler::PerfSetup) -> Result<()> {
     })
 }
 
-fn target_record(t: &Target, profile_time_secs: f64) -> TargetRecord {
-    TargetRecord {
-        name: t.name.clone(),
-        package: t.package.clone(),
-        kind: t.kind,
-        binary: t.binary.clone(),
-        category: t.category,
-        features: t.features.clone(),
-        all_features: t.all_features,
-        filter: t.filter.clone(),
-        needs_database: t.needs_database,
-        thresholds: t.thresholds.clone(),
-        profile_time_secs,
-        cargo_command: t.cargo_command(),
-        status: TargetStatus::Ok,
-        notes: Vec::new(),
-        error: None,
-        executable: None,
-        build_command: None,
-        build_secs: None,
-        timing: None,
-        profile: None,
-        analysis_secs: None,
-    }
+/// Everything the measuring steps of a run share.
+struct Session<'a> {
+    sh: &'a Shell,
+    opts: &'a Options,
+    env: RunEnv,
+    perf: profiler::PerfSetup,
+    criterion_args: Vec<String>,
+    scratch: PathBuf,
 }
 
-/// Whether the bench's source declares itself a placeholder (see `cargo xtask audit`).
-fn is_placeholder(metadata: &workspace::Metadata, t: &Target) -> bool {
-    if t.kind != Kind::Bench {
-        return false;
-    }
-    metadata
-        .package(&t.package)
-        .and_then(|p| {
-            p.targets
-                .iter()
-                .find(|c| c.name == t.binary && c.is("bench"))
-        })
-        .and_then(|c| std::fs::read_to_string(&c.src_path).ok())
-        .is_some_and(|src| audit::is_placeholder(&src))
-}
-
+/// A run with one side: the workspace (or `opts.measured`) measured into `opts.out`.
 pub fn run(opts: &Options) -> Result<Outcome> {
+    let mut outcomes = execute(opts, None)?;
+    outcomes.pop().context("the run produced no output")
+}
+
+/// What `--against` adds to a run: the revision, where its worktree's workspace is, where
+/// its side goes, and how many pairs of timing runs.
+#[derive(Debug, Clone)]
+pub struct Against {
+    pub revision: crate::revision::Revision,
+    pub workspace: PathBuf,
+    pub out: PathBuf,
+    pub pairs: u32,
+}
+
+/// The two sides of a paired run.
+pub struct PairedOutcome {
+    pub against: Outcome,
+    pub post: Outcome,
+}
+
+/// A paired run: the revision's worktree and the working tree, built with the same flags,
+/// then measured in one session against one database, their timing runs alternating
+/// (A B, B A, A B, ...) so a drift of the machine falls on both sides alike, and each side
+/// profiled.
+pub fn run_paired(opts: &Options, against: &Against) -> Result<PairedOutcome> {
+    let mut outcomes = execute(opts, Some(against))?.into_iter();
+    match (outcomes.next(), outcomes.next()) {
+        (Some(against), Some(post)) => Ok(PairedOutcome { against, post }),
+        _ => bail!("the paired run produced fewer than two sides"),
+    }
+}
+
+/// The steps of every run, for one side or two (the revision's first).
+fn execute(opts: &Options, against: Option<&Against>) -> Result<Vec<Outcome>> {
     let started_at = clock::now_rfc3339();
     let run_started = Instant::now();
     let sh = Shell::new().context("creating a shell")?;
     sh.change_dir(&opts.workspace);
     let plan = Plan::load(&opts.plan)?;
     let targets = plan.select(&opts.only)?;
+    side::check_out(&opts.out, opts.force)?;
+    if let Some(a) = against {
+        side::check_out(&a.out, opts.force)?;
+    }
     let pre = preflight(&sh, opts, &plan, &targets)?;
+    install_interrupt_handler();
 
+    let mut sides = Vec::new();
+    if let Some(a) = against {
+        sides.push(Side::new(&sh, opts, &targets, &a.workspace, &a.out)?);
+    }
+    let measured = opts.measured.as_deref().unwrap_or(&opts.workspace);
+    sides.push(Side::new(&sh, opts, &targets, measured, &opts.out)?);
+    let target_dir = target_dir_of(opts, &pre);
+    let built = build_sides(&sh, opts, against, &targets, &mut sides, &target_dir)?;
+    if let Some(a) = against {
+        pair_up(
+            &mut sides,
+            a,
+            &format!("{started_at}-{}", std::process::id()),
+        );
+    }
+
+    let mut session = Session::start(&sh, opts, &target_dir, pre.perf.clone());
+    let side_refs: Vec<&Side> = sides.iter().collect();
+    let resources = session_resources(
+        &mut session,
+        &targets,
+        &side_refs,
+        built.database.as_deref(),
+        &target_dir,
+    )?;
+    let rounds = against.map_or(opts.runs, |a| a.pairs);
+    session.measure_targets(&targets, &mut sides, rounds)?;
+
+    let mut outcomes = Vec::new();
+    for (side, build) in sides.into_iter().zip(built.records) {
+        let manifest = manifest_of(
+            &side,
+            &pre,
+            opts,
+            &plan,
+            ManifestParts {
+                started_at: started_at.clone(),
+                build,
+                database: resources.record.clone(),
+                idle: resources.idle.record.clone(),
+                criterion_args: session.criterion_args.clone(),
+                total_secs: run_started.elapsed().as_secs_f64(),
+            },
+        );
+        if side
+            .pairing
+            .as_ref()
+            .is_none_or(|p| p.side == PairSide::Post)
+        {
+            print!("{}", report::final_table(&manifest));
+        }
+        let finished = side.finish(manifest, &plan.text, opts.force)?;
+        if against.is_none() {
+            write_baseline_doc(opts, &finished)?;
+        }
+        outcomes.push(Outcome {
+            out: finished.dir,
+            manifest: finished.manifest,
+        });
+    }
+    Ok(outcomes)
+}
+
+/// The builds of every side, and the `tasker` binary for the throwaway database.
+struct Built {
+    records: Vec<BuildRecord>,
+    database: Option<PathBuf>,
+}
+
+/// Builds every side. A lone side is cleaned first unless `--no-clean`; the two sides of a
+/// paired run build incrementally, the revision into a target directory of its own: cargo
+/// names a workspace member's artifacts by a hash that leaves out where the workspace lies,
+/// so both trees' executables would otherwise land on the same paths. A revision's target
+/// that does not build is left out (its compiler output kept); one that builds nothing is
+/// an error.
+fn build_sides(
+    sh: &Shell,
+    opts: &Options,
+    against: Option<&Against>,
+    targets: &[Target],
+    sides: &mut [Side],
+    target_dir: &Path,
+) -> Result<Built> {
+    let started = Instant::now();
+    let kept_logs = crate::revision::failed_builds_dir(target_dir);
+    let mut records = Vec::new();
+    let mut cargo = None;
+    for side in sides.iter_mut() {
+        let revision = side.workspace != opts.measured.as_deref().unwrap_or(&opts.workspace);
+        let dir = if revision {
+            crate::revision::target_dir(target_dir)
+        } else {
+            target_dir.to_owned()
+        };
+        let c = build::Cargo::for_workspace(&side.workspace, dir.clone());
+        let mut record = build_record(&c);
+        if opts.clean && against.is_none() {
+            eprintln!(
+                "cleaning the {} build in {}",
+                build::CARGO_PROFILE,
+                dir.display()
+            );
+            let (command, took) = c.clean(sh)?;
+            record.clean_command = Some(command);
+            record.clean_secs = took.as_secs_f64();
+        }
+        side.build(sh, &c, targets, revision.then_some(kept_logs.as_path()))?;
+        if revision && side.executables.iter().all(Option::is_none) {
+            bail!(
+                "the build of {} failed for every target; its compiler output is kept in {}",
+                against.map_or_else(String::new, |a| a.revision.describe()),
+                kept_logs.display()
+            );
+        }
+        records.push(record);
+        cargo = Some(c);
+    }
+    // The database comes from the last side built: the working tree's.
+    let side_refs: Vec<&Side> = sides.iter().collect();
+    let database = match &cargo {
+        Some(c) => build_database_binary(sh, c, targets, &side_refs)?,
+        None => None,
+    };
+    let took = started.elapsed().as_secs_f64();
+    for r in &mut records {
+        r.build_secs = took;
+    }
+    Ok(Built { records, database })
+}
+
+/// Marks the two sides as one paired session (the revision's side first).
+fn pair_up(sides: &mut [Side], against: &Against, session: &str) {
+    let order: Vec<String> = (1..=against.pairs)
+        .map(|k| {
+            if second_first(k) {
+                "post,against"
+            } else {
+                "against,post"
+            }
+            .to_owned()
+        })
+        .collect();
+    let labels: Vec<String> = sides.iter().map(|s| s.label.clone()).collect();
+    for (i, side) in sides.iter_mut().enumerate() {
+        side.pairing = Some(Pairing {
+            session: session.to_owned(),
+            pairs: against.pairs,
+            side: if i == 0 {
+                PairSide::Against
+            } else {
+                PairSide::Post
+            },
+            partner: labels[1 - i.min(1)].clone(),
+            revision: against.revision.clone(),
+            order: order.clone(),
+        });
+    }
+}
+
+/// Whether the second side runs first in pair `k` (from 1): A B, B A, A B, ... so a steady
+/// drift of the machine adds as much to one side as to the other over every two pairs.
+pub fn second_first(k: u32) -> bool {
+    k.is_multiple_of(2)
+}
+
+fn install_interrupt_handler() {
     if ctrlc::set_handler(|| {
         INTERRUPTED.store(true, Ordering::SeqCst);
         eprintln!("\ninterrupted: stopping after the current step and cleaning up");
@@ -331,371 +508,421 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     {
         eprintln!("warning: could not install the Ctrl-C handler; an interrupted run may leave a database running");
     }
+}
 
-    let staging = outdir::Staging::create(&opts.out, opts.keep_failed)?;
-    let out = staging.path().to_owned();
-    let target_dir = opts
-        .target_dir
-        .clone()
-        .unwrap_or_else(|| pre.metadata.target_directory.clone());
-    let cargo = build::Cargo::for_workspace(&opts.workspace, target_dir.clone());
+/// Refuses an existing output directory unless `force`.
+pub fn check_out_dir(out: &Path, force: bool) -> Result<()> {
+    side::check_out(out, force)
+}
 
-    let mut records: Vec<TargetRecord> = targets
-        .iter()
-        .map(|t| {
-            let secs = opts.profile_time.unwrap_or(if opts.quick {
-                t.profile_time_secs.min(QUICK_PROFILE_SECS)
-            } else {
-                t.profile_time_secs
-            });
-            target_record(t, secs)
-        })
-        .collect();
-    for (t, r) in targets.iter().zip(records.iter_mut()) {
-        if is_placeholder(&pre.metadata, t) {
-            r.status = TargetStatus::Skipped;
-            r.notes.push(format!(
-                "placeholder bench (`{}` in its header): not measured",
-                audit::PLACEHOLDER_MARKER
-            ));
-        }
+/// The cargo target directory a run builds into: `--target-dir`, else the workspace's.
+pub fn target_dir(sh: &Shell, opts: &Options) -> Result<PathBuf> {
+    match &opts.target_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => Ok(workspace::metadata(sh, &opts.workspace)?.target_directory),
     }
+}
 
-    // Build: clean, then every target once. The database binary is built with the same flags,
-    // so dependencies are shared.
-    let mut build_record = BuildRecord {
+fn target_dir_of(opts: &Options, pre: &Preflight) -> PathBuf {
+    opts.target_dir
+        .clone()
+        .unwrap_or_else(|| pre.metadata.target_directory.clone())
+}
+
+fn build_record(cargo: &build::Cargo) -> BuildRecord {
+    BuildRecord {
         cargo_profile: build::CARGO_PROFILE.to_owned(),
         rustflags: cargo.rustflags.clone(),
         clean_command: None,
         clean_secs: 0.0,
         build_secs: 0.0,
-    };
-    if opts.clean {
-        eprintln!("cleaning {}", target_dir.display());
-        let (command, took) = cargo.clean(&sh)?;
-        build_record.clean_command = Some(command);
-        build_record.clean_secs = took.as_secs_f64();
     }
-    let mut executables: Vec<Option<PathBuf>> = vec![None; targets.len()];
-    let build_started = Instant::now();
-    for (i, (t, r)) in targets.iter().zip(records.iter_mut()).enumerate() {
-        if r.status == TargetStatus::Skipped {
-            continue;
+}
+
+/// Whether any side measures a target that needs a database.
+fn needs_database(targets: &[Target], sides: &[&Side]) -> bool {
+    targets
+        .iter()
+        .enumerate()
+        .any(|(i, t)| t.needs_database && sides.iter().any(|s| s.executables[i].is_some()))
+}
+
+/// The `tasker` binary for the throwaway database, when one is needed; built with the run's
+/// flags, so it shares the targets' dependencies.
+fn build_database_binary(
+    sh: &Shell,
+    cargo: &build::Cargo,
+    targets: &[Target],
+    sides: &[&Side],
+) -> Result<Option<PathBuf>> {
+    if !(needs_database(targets, sides) && database::needs_throwaway()) {
+        return Ok(None);
+    }
+    let log = sides
+        .last()
+        .map_or_else(|| PathBuf::from("."), |s| s.dir().join("logs"))
+        .join("tasker-build.log");
+    database::build_tasker(sh, cargo, &log).map(Some)
+}
+
+/// What a session holds until it ends: the idle-CPU condition and the database.
+struct Resources {
+    idle: crate::cpu_idle::Hold,
+    /// The throwaway cluster, stopped and deleted when dropped.
+    _db: Option<database::Database>,
+    record: Option<DatabaseRecord>,
+}
+
+/// Holds idle CPUs (from here, after the build, until the run returns, so the database's
+/// start and every measurement see the same condition) and provides the database, whose
+/// URL goes into the measured programs' environment.
+fn session_resources(
+    session: &mut Session<'_>,
+    targets: &[Target],
+    sides: &[&Side],
+    db_exe: Option<&Path>,
+    target_dir: &Path,
+) -> Result<Resources> {
+    let idle = crate::cpu_idle::hold(session.opts.cpu_idle);
+    eprintln!("cpu idle: {}", idle.record.describe());
+    if !needs_database(targets, sides) {
+        return Ok(Resources {
+            idle,
+            _db: None,
+            record: None,
+        });
+    }
+    let provided = database::provide(session.sh, db_exe, target_dir)?;
+    let record = DatabaseRecord {
+        source: provided.source.to_owned(),
+        url: redact::url(&provided.url),
+    };
+    session.env.add_database_url(provided.url);
+    Ok(Resources {
+        idle,
+        _db: provided.guard,
+        record: Some(record),
+    })
+}
+
+impl<'a> Session<'a> {
+    fn start(
+        sh: &'a Shell,
+        opts: &'a Options,
+        target_dir: &Path,
+        perf: profiler::PerfSetup,
+    ) -> Session<'a> {
+        let criterion_args: Vec<String> = if opts.quick {
+            timing::QUICK_ARGS.iter().map(|s| (*s).to_owned()).collect()
+        } else {
+            Vec::new()
+        };
+        let scratch = target_dir.join("xtask-criterion").join(format!(
+            "{}-{}",
+            opts.label,
+            std::process::id()
+        ));
+        Session {
+            sh,
+            opts,
+            env: RunEnv::empty(),
+            perf,
+            criterion_args,
+            scratch,
         }
+    }
+
+    fn end(&self) {
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+
+    /// Times and profiles every target on every side. A target one side cannot measure is
+    /// left out on both, so it shows as not compared; a target that fails is marked failed
+    /// on every side and the others go on.
+    fn measure_targets(&self, targets: &[Target], sides: &mut [Side], rounds: u32) -> Result<()> {
+        let mut progress = progress::Progress::new(targets.len());
+        for (i, t) in targets.iter().enumerate() {
+            if interrupted() {
+                progress.done();
+                bail!(
+                    "interrupted; nothing was written to {}",
+                    self.opts.out.display()
+                );
+            }
+            let measurable = sides.iter().filter(|s| s.executables[i].is_some()).count();
+            if measurable < sides.len() {
+                if measurable > 0 {
+                    for s in sides.iter_mut() {
+                        s.skip(
+                            i,
+                            "not measured: the other side of the pair cannot measure it",
+                        );
+                    }
+                }
+                continue;
+            }
+            progress.start_target();
+            let mut refs: Vec<&mut Side> = sides.iter_mut().collect();
+            let result = self
+                .time(t, &mut refs, i, &progress, rounds)
+                .and_then(|()| {
+                    refs.iter_mut()
+                        .try_for_each(|s| self.profile(t, s, i, &progress))
+                });
+            if let Err(e) = result {
+                for s in sides.iter_mut() {
+                    s.records[i].status = TargetStatus::Failed;
+                    s.records[i].error = Some(self.env.scrub(&format!("{e:#}")));
+                }
+            }
+            progress.finish_target();
+            let status = sides.last().map_or("?", |s| s.records[i].status.name());
+            progress.note(&format!(
+                "[{}/{}] {}: {status}",
+                i + 1,
+                targets.len(),
+                t.name
+            ));
+        }
+        progress.done();
+        self.end();
+        if interrupted() {
+            bail!(
+                "interrupted; nothing was written to {}",
+                self.opts.out.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// The timing pass of target `i` on every side: `rounds` rounds, each running every
+    /// side once in the round's order (one side: one run per round, `opts.runs` rounds).
+    fn time(
+        &self,
+        t: &Target,
+        sides: &mut [&mut Side],
+        i: usize,
+        progress: &progress::Progress,
+        rounds: u32,
+    ) -> Result<()> {
+        let paired = sides.len() > 1;
+        let started = Instant::now();
+        let mut runs: Vec<Vec<timing::RunResult>> = sides.iter().map(|_| Vec::new()).collect();
+        let places: Vec<(PathBuf, PathBuf, PathBuf)> = sides
+            .iter()
+            .enumerate()
+            .map(|(s, side)| {
+                (
+                    side.executables[i].clone().unwrap_or_default(),
+                    side.dir().to_owned(),
+                    self.scratch.join(format!("side-{s}")),
+                )
+            })
+            .collect();
+        let timers: Vec<timing::Timer<'_>> = places
+            .iter()
+            .map(|(exe, out, scratch)| {
+                timing::Timer::new(timing::TimerSpec {
+                    sh: self.sh,
+                    env: &self.env,
+                    exe,
+                    target: t,
+                    out,
+                    scratch,
+                    criterion_args: &self.criterion_args,
+                    quick: self.opts.quick,
+                })
+            })
+            .collect();
+        for round in 1..=rounds {
+            let order: Vec<usize> = if paired && second_first(round) {
+                (0..sides.len()).rev().collect()
+            } else {
+                (0..sides.len()).collect()
+            };
+            for s in order {
+                if interrupted() {
+                    bail!("interrupted");
+                }
+                progress.phase(
+                    i,
+                    &t.name,
+                    &if paired {
+                        format!("timing pair {round}/{rounds}, {}", sides[s].label)
+                    } else {
+                        format!("timing run {round}/{rounds}")
+                    },
+                );
+                runs[s].push(timers[s].run_once(round)?);
+            }
+        }
+        let took = started.elapsed().as_secs_f64();
+        for ((side, timer), side_runs) in sides.iter_mut().zip(&timers).zip(runs) {
+            let (record, timings) = timer.finish(side_runs, took);
+            let r = &mut side.records[i];
+            if record.noisy && !paired {
+                r.status = TargetStatus::Noisy;
+                r.notes.push(format!(
+                    "runs disagree by {:.1}% (> {:.1}% allowed): timings are not reliable enough to judge a change",
+                    record.spread_pct.unwrap_or(0.0),
+                    t.thresholds.noise_pct
+                ));
+            }
+            r.timing = Some(record);
+            side.add_timings(timings);
+        }
+        Ok(())
+    }
+
+    /// The profiling pass of target `i` on one side, and the analysis of its profile.
+    fn profile(
+        &self,
+        t: &Target,
+        side: &mut Side,
+        i: usize,
+        progress: &progress::Progress,
+    ) -> Result<()> {
         if interrupted() {
             bail!("interrupted");
         }
-        eprintln!("building {} ({}/{})", t.name, i + 1, targets.len());
-        let built =
-            cargo.build_target(&sh, t, &out.join("logs").join(&t.name).join("build.log"))?;
-        r.executable = Some(built.executable.display().to_string());
-        r.build_command = Some(built.command);
-        r.build_secs = Some(built.duration.as_secs_f64());
-        executables[i] = Some(built.executable);
-    }
-    let needs_db = targets
-        .iter()
-        .zip(&records)
-        .any(|(t, r)| t.needs_database && r.status != TargetStatus::Skipped);
-    let db_exe = if needs_db && database::needs_throwaway() {
-        Some(database::build_tasker(
-            &sh,
-            &cargo,
-            &out.join("logs").join("tasker-build.log"),
-        )?)
-    } else {
-        None
-    };
-    build_record.build_secs = build_started.elapsed().as_secs_f64();
-
-    // Idle CPUs: held from here (the build is over) until the run returns, so the database's
-    // start and every measurement see the same condition.
-    let idle = crate::cpu_idle::hold(opts.cpu_idle);
-    eprintln!("cpu idle: {}", idle.record.describe());
-
-    // Database: one for all targets, stopped when `_db` drops (end, error or Ctrl-C).
-    let mut env = RunEnv::empty();
-    let mut database_record = None;
-    let _db = if needs_db {
-        let provided = database::provide(&sh, db_exe.as_deref(), &target_dir)?;
-        database_record = Some(DatabaseRecord {
-            source: provided.source.to_owned(),
-            url: redact::url(&provided.url),
-        });
-        env.add_database_url(provided.url);
-        provided.guard
-    } else {
-        None
-    };
-
-    let criterion_args: Vec<String> = if opts.quick {
-        timing::QUICK_ARGS.iter().map(|s| (*s).to_owned()).collect()
-    } else {
-        Vec::new()
-    };
-    let scratch =
-        target_dir
-            .join("xtask-criterion")
-            .join(format!("{}-{}", opts.label, std::process::id()));
-    let title_rev = match (&pre.git.revision, pre.git.dirty) {
-        (Some(rev), dirty) => format!(
-            "{}{}",
-            &rev[..rev.len().min(12)],
-            if dirty == Some(true) { "+dirty" } else { "" }
-        ),
-        (None, _) => "no git revision".to_owned(),
-    };
-
-    let mut timings = Timings {
-        schema_version: SCHEMA_VERSION,
-        targets: Vec::new(),
-    };
-    let mut analyses = AnalysisFile {
-        schema_version: SCHEMA_VERSION,
-        targets: Vec::new(),
-    };
-    let mut progress = progress::Progress::new(targets.len());
-    for (i, (t, r)) in targets.iter().zip(records.iter_mut()).enumerate() {
-        if interrupted() {
-            progress.done();
-            bail!("interrupted; nothing was written to {}", opts.out.display());
+        if self.opts.profiler == ProfilerChoice::None {
+            return Ok(());
         }
-        let Some(exe) = executables[i].as_deref() else {
-            continue;
+        let Some(exe) = side.executables[i].clone() else {
+            return Ok(());
         };
-        progress.start_target();
-        let result = measure_target(MeasureCtx {
-            sh: &sh,
-            env: &env,
-            exe,
+        progress.phase(
+            i,
+            &t.name,
+            &format!(
+                "profiling {} with {}",
+                side.label,
+                self.opts.profiler.name()
+            ),
+        );
+        let title_rev = match (&side.git.revision, side.git.dirty) {
+            (Some(rev), dirty) => format!(
+                "{}{}",
+                &rev[..rev.len().min(12)],
+                if dirty == Some(true) { "+dirty" } else { "" }
+            ),
+            (None, _) => "no git revision".to_owned(),
+        };
+        let out = side.dir().to_owned();
+        let pass = profiler::ProfilePass {
+            sh: self.sh,
+            env: &self.env,
+            exe: &exe,
             target: t,
-            record: r,
             out: &out,
-            scratch: &scratch,
-            criterion_args: &criterion_args,
-            opts,
-            progress: &progress,
-            index: i,
-            perf: &pre.perf,
+            profiler: self.opts.profiler,
+            frequency: self.opts.frequency,
+            profile_time_secs: side.records[i].profile_time_secs,
+            perf: &self.perf,
             title: format!("{} @ {title_rev}", t.name),
-        });
-        match result {
-            Ok((timing, analysis)) => {
-                if let Some(timing) = timing {
-                    timings.targets.push(timing);
-                }
-                if let Some(analysis) = analysis {
-                    analyses.targets.push(TargetAnalysis {
-                        name: t.name.clone(),
-                        category: t.category,
-                        analysis,
-                    });
-                }
-            }
-            Err(e) => {
-                r.status = TargetStatus::Failed;
-                r.error = Some(env.scrub(&format!("{e:#}")));
-            }
+        };
+        let profiled = pass.run()?;
+        let record = &mut side.records[i];
+        record.profile = Some(profiled.record);
+        let Some(folded) = profiled.folded else {
+            record.notes.push(
+                "samply profile saved; open it with `samply load` (folded stacks and analysis need perf)"
+                    .to_owned(),
+            );
+            return Ok(());
+        };
+        progress.phase(i, &t.name, "analysing");
+        let started = Instant::now();
+        let analysis = analysis::analyse(
+            &folded,
+            analysis::Options {
+                hot_path_pct: t.thresholds.hot_path_pct,
+                first_frame_is_process: true,
+            },
+        )?;
+        record.analysis_secs = Some(Duration::as_secs_f64(&started.elapsed()));
+        if let (Some(profile), Some(top)) = (record.profile.as_mut(), analysis.top_self.first()) {
+            profile.top_self = Some(manifest::TopFunction {
+                function: top.function.clone(),
+                self_pct: top.self_pct,
+            });
         }
-        progress.finish_target();
-        progress.note(&format!(
-            "[{}/{}] {}: {}",
-            i + 1,
-            targets.len(),
-            t.name,
-            r.status.name()
-        ));
+        side.add_analysis(t, analysis);
+        Ok(())
     }
-    progress.done();
-    let _ = std::fs::remove_dir_all(&scratch);
-    if interrupted() {
-        bail!("interrupted; nothing was written to {}", opts.out.display());
-    }
+}
 
-    let manifest = Manifest {
+/// The parts of a manifest that the run's steps produced.
+struct ManifestParts {
+    started_at: String,
+    build: BuildRecord,
+    database: Option<DatabaseRecord>,
+    idle: crate::cpu_idle::IdleRecord,
+    criterion_args: Vec<String>,
+    total_secs: f64,
+}
+
+fn manifest_of(
+    side: &Side,
+    pre: &Preflight,
+    opts: &Options,
+    plan: &Plan,
+    parts: ManifestParts,
+) -> Manifest {
+    Manifest {
         schema_version: SCHEMA_VERSION,
-        label: opts.label.clone(),
-        started_at,
+        label: side.label.clone(),
+        started_at: parts.started_at,
         finished_at: clock::now_rfc3339(),
         command_line: opts.command_line.clone(),
         options: OptionsRecord {
             quick: opts.quick,
-            runs: opts.runs,
+            runs: side.pairing.as_ref().map_or(opts.runs, |p| p.pairs),
             profiler: opts.profiler,
             sample_frequency_hz: opts.frequency,
             profile_time_override_secs: opts.profile_time,
             only: opts.only.clone(),
             clean: opts.clean,
             allow_interference: opts.allow_interference,
-            criterion_args,
-            cpu_idle: idle.record.clone(),
+            criterion_args: parts.criterion_args,
+            cpu_idle: parts.idle,
         },
-        git: pre.git,
-        toolchain: pre.toolchain,
-        host: pre.host,
-        interference: pre.interference,
-        tools: pre.tools,
-        database: database_record,
-        build: build_record,
+        git: side.git.clone(),
+        toolchain: pre.toolchain.clone(),
+        host: pre.host.clone(),
+        interference: pre.interference.clone(),
+        tools: pre.tools.clone(),
+        database: parts.database,
+        build: parts.build,
         plan_source: plan.path.display().to_string(),
-        targets: records,
-        total_secs: run_started.elapsed().as_secs_f64(),
+        targets: side.records.clone(),
+        total_secs: parts.total_secs,
+        pairing: side.pairing.clone(),
+    }
+}
+
+/// The Phase 2 document of a finished baseline, if one was asked for.
+fn write_baseline_doc(opts: &Options, finished: &side::Finished) -> Result<()> {
+    let Some(doc) = &opts.baseline_doc else {
+        return Ok(());
     };
-    std::fs::write(out.join(manifest::PLAN_FILE), &plan.text).context("copying the plan")?;
-    write_json(&out.join(manifest::TIMINGS_FILE), &timings)?;
-    write_json(&out.join(manifest::ANALYSIS_FILE), &analyses)?;
+    if let Some(dir) = doc.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let rel = finished
+        .dir
+        .strip_prefix(&opts.workspace)
+        .unwrap_or(&finished.dir);
     std::fs::write(
-        out.join(manifest::SUMMARY_FILE),
-        report::summary(&manifest, &timings, &analyses),
+        doc,
+        report::baseline_doc(
+            &finished.manifest,
+            &finished.timings,
+            &finished.analyses,
+            rel,
+        ),
     )
-    .context("writing summary.md")?;
-    write_json(&out.join(manifest::MANIFEST_FILE), &manifest)?;
-
-    print!("{}", report::final_table(&manifest));
-    let failed: Vec<&str> = manifest
-        .targets
-        .iter()
-        .filter(|r| r.status == TargetStatus::Failed)
-        .map(|r| r.name.as_str())
-        .collect();
-    if !failed.is_empty() {
-        for r in manifest
-            .targets
-            .iter()
-            .filter(|r| r.status == TargetStatus::Failed)
-        {
-            eprintln!(
-                "{} failed: {}",
-                r.name,
-                r.error.as_deref().unwrap_or("unknown error")
-            );
-        }
-        bail!(
-            "{} of {} targets failed ({}); {} was left as it was",
-            failed.len(),
-            manifest.targets.len(),
-            failed.join(", "),
-            opts.out.display()
-        );
-    }
-    let final_dir = staging.commit(opts.force)?;
-    if let Some(doc) = &opts.baseline_doc {
-        if let Some(dir) = doc.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let rel = final_dir
-            .strip_prefix(&opts.workspace)
-            .unwrap_or(&final_dir);
-        std::fs::write(
-            doc,
-            report::baseline_doc(&manifest, &timings, &analyses, rel),
-        )
-        .with_context(|| format!("writing {}", doc.display()))?;
-        eprintln!("wrote {}", doc.display());
-    }
-    Ok(Outcome {
-        out: final_dir,
-        manifest,
-    })
-}
-
-struct MeasureCtx<'a> {
-    sh: &'a Shell,
-    env: &'a RunEnv,
-    exe: &'a Path,
-    target: &'a Target,
-    record: &'a mut TargetRecord,
-    out: &'a Path,
-    scratch: &'a Path,
-    criterion_args: &'a [String],
-    opts: &'a Options,
-    progress: &'a progress::Progress,
-    index: usize,
-    perf: &'a profiler::PerfSetup,
-    title: String,
-}
-
-/// Timing, profiling and analysis of one target.
-fn measure_target(
-    ctx: MeasureCtx<'_>,
-) -> Result<(Option<manifest::TargetTimings>, Option<Analysis>)> {
-    let t = ctx.target;
-    let mut timings = None;
-    if t.kind == Kind::Bench {
-        let pass = timing::TimingPass {
-            sh: ctx.sh,
-            env: ctx.env,
-            exe: ctx.exe,
-            target: t,
-            out: ctx.out,
-            scratch: ctx.scratch,
-            criterion_args: ctx.criterion_args,
-            runs: ctx.opts.runs,
-        };
-        let (record, target_timings) = pass.run(|run| {
-            ctx.progress.phase(
-                ctx.index,
-                &t.name,
-                &format!("timing run {run}/{}", ctx.opts.runs),
-            );
-        })?;
-        if record.noisy {
-            ctx.record.status = TargetStatus::Noisy;
-            ctx.record.notes.push(format!(
-                "runs disagree by {:.1}% (> {:.1}% allowed): timings are not reliable enough to judge a change",
-                record.spread_pct.unwrap_or(0.0),
-                t.thresholds.noise_pct
-            ));
-        }
-        ctx.record.timing = Some(record);
-        timings = Some(target_timings);
-    }
-    if interrupted() {
-        bail!("interrupted");
-    }
-    if ctx.opts.profiler == ProfilerChoice::None {
-        return Ok((timings, None));
-    }
-    ctx.progress.phase(
-        ctx.index,
-        &t.name,
-        &format!("profiling with {}", ctx.opts.profiler.name()),
-    );
-    let pass = profiler::ProfilePass {
-        sh: ctx.sh,
-        env: ctx.env,
-        exe: ctx.exe,
-        target: t,
-        out: ctx.out,
-        profiler: ctx.opts.profiler,
-        frequency: ctx.opts.frequency,
-        profile_time_secs: ctx.record.profile_time_secs,
-        perf: ctx.perf,
-        title: ctx.title.clone(),
-    };
-    let profiled = pass.run()?;
-    ctx.record.profile = Some(profiled.record);
-    let Some(folded) = profiled.folded else {
-        ctx.record
-            .notes
-            .push("samply profile saved; open it with `samply load` (folded stacks and analysis need perf)".to_owned());
-        return Ok((timings, None));
-    };
-    ctx.progress.phase(ctx.index, &t.name, "analysing");
-    let started = Instant::now();
-    let analysis = analysis::analyse(
-        &folded,
-        analysis::Options {
-            hot_path_pct: t.thresholds.hot_path_pct,
-            first_frame_is_process: true,
-        },
-    )?;
-    ctx.record.analysis_secs = Some(Duration::as_secs_f64(&started.elapsed()));
-    if let (Some(profile), Some(top)) = (ctx.record.profile.as_mut(), analysis.top_self.first()) {
-        profile.top_self = Some(manifest::TopFunction {
-            function: top.function.clone(),
-            self_pct: top.self_pct,
-        });
-    }
-    Ok((timings, Some(analysis)))
+    .with_context(|| format!("writing {}", doc.display()))?;
+    eprintln!("wrote {}", doc.display());
+    Ok(())
 }

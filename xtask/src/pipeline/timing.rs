@@ -37,12 +37,17 @@ pub struct TimingPass<'a> {
     /// Scratch space for criterion's own files.
     pub scratch: &'a Path,
     pub criterion_args: &'a [String],
-    pub runs: u32,
+}
+
+/// What one timing run measured: criterion's results and, per benchmark, what the bench
+/// process cost while criterion measured it.
+pub struct RunResult {
+    results: Vec<criterion::BenchResult>,
+    usage: BTreeMap<String, RunUsage>,
 }
 
 impl TimingPass<'_> {
-    pub fn run(&self, mut on_run: impl FnMut(u32)) -> Result<(TimingRecord, TargetTimings)> {
-        let t = self.target;
+    fn args(&self) -> Vec<String> {
         let mut args: Vec<String> = vec![
             "--bench".into(),
             "--noplot".into(),
@@ -50,114 +55,104 @@ impl TimingPass<'_> {
             "never".into(),
         ];
         args.extend(self.criterion_args.iter().cloned());
-        if let Some(filter) = &t.filter {
+        if let Some(filter) = &self.target.filter {
             args.push(filter.clone());
         }
-        let started = Instant::now();
-        let mut per_run = Vec::new();
-        let mut usages = Vec::new();
-        for run in 1..=self.runs {
-            on_run(run);
-            let home = self.scratch.join(&t.name).join(format!("run-{run}"));
-            if home.exists() {
-                std::fs::remove_dir_all(&home)
-                    .with_context(|| format!("clearing {}", home.display()))?;
-            }
-            std::fs::create_dir_all(&home)
-                .with_context(|| format!("creating {}", home.display()))?;
-            let exe = self.exe;
-            let command = self
-                .env
-                .apply({
-                    let args = &args;
-                    cmd!(self.sh, "{exe} {args...}")
-                })
-                .env("CRITERION_HOME", &home);
-            let log = self
-                .out
-                .join("logs")
-                .join(&t.name)
-                .join(format!("timing-run-{run}.log"));
-            // Run while sampling its threads, so the comparison can tell a slower program
-            // from a busier machine.
-            let measured = schedstat::run(command.into())
-                .with_context(|| format!("running {}", exe.display()))?;
-            let output = &measured.output;
-            self.env.log(
-                &log,
-                &format!("{} {}", exe.display(), args.join(" ")),
-                output,
-            )?;
-            if !output.status.success() {
-                bail!(
-                    "timing run {run} of `{}` failed ({}); see {}:\n{}",
-                    t.name,
-                    output.status,
-                    log.display(),
-                    self.env
-                        .scrub(&super::tail(&String::from_utf8_lossy(&output.stderr), 20))
-                );
-            }
-            let results = criterion::read_home(&home)?;
-            if results.is_empty() {
-                bail!(
-                    "timing run {run} of `{}` wrote no criterion results under {}; is it a criterion bench, and does the filter match?",
-                    t.name,
-                    home.display()
-                );
-            }
-            // Copy criterion's own files verbatim: the comparison may want more than we parse.
-            for r in &results {
-                let dest = self
-                    .out
-                    .join("criterion")
-                    .join(&t.name)
-                    .join(format!("run-{run}"))
-                    .join(&r.directory);
-                std::fs::create_dir_all(&dest)
-                    .with_context(|| format!("creating {}", dest.display()))?;
-                std::fs::copy(&r.estimates_file, dest.join("estimates.json"))
-                    .with_context(|| format!("copying {}", r.estimates_file.display()))?;
-                std::fs::copy(&r.benchmark_file, dest.join("benchmark.json"))
-                    .with_context(|| format!("copying {}", r.benchmark_file.display()))?;
-            }
-            copy_percentiles(
-                &home,
-                &self
-                    .out
-                    .join("criterion")
-                    .join(&t.name)
-                    .join(format!("run-{run}")),
-            )?;
-            // Each benchmark's contention over criterion's measurement of it, where its
-            // progress lines show when that was; else over the whole run.
-            let windows = criterion::measurement_windows(&measured.stderr_lines);
-            let whole = measured.series.total(measured.wall_secs);
-            let usage: BTreeMap<String, RunUsage> = results
-                .iter()
-                .filter_map(|r| {
-                    windows
-                        .get(&r.id)
-                        .and_then(|(from, to)| measured.series.between(*from, *to))
-                        .or_else(|| whole.clone())
-                        .map(|u| (r.id.clone(), u))
-                })
-                .collect();
-            per_run.push(results);
-            usages.push(usage);
+        args
+    }
+
+    /// Timing run number `run`: the executable under criterion with its own home, its files
+    /// copied into the run directory in criterion's layout with `run-<n>` as the baseline
+    /// name (`criterion/<target>/<group>/<bench>/run-<n>/`), so `critcmp` reads them.
+    pub fn run_once(&self, run: u32) -> Result<RunResult> {
+        let t = self.target;
+        let args = self.args();
+        let home = self.scratch.join(&t.name).join(format!("run-{run}"));
+        if home.exists() {
+            std::fs::remove_dir_all(&home)
+                .with_context(|| format!("clearing {}", home.display()))?;
         }
-        let timings = summarise(t, &per_run, &usages);
-        let mut command = vec![self.exe.display().to_string()];
-        command.extend(args);
-        let record = TimingRecord {
-            command,
-            runs: self.runs,
-            duration_secs: started.elapsed().as_secs_f64(),
-            benchmarks: timings.benchmarks.len(),
-            spread_pct: timings.spread_pct,
-            noisy: timings.noisy,
-        };
-        Ok((record, timings))
+        std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+        let exe = self.exe;
+        let command = self
+            .env
+            .apply({
+                let args = &args;
+                cmd!(self.sh, "{exe} {args...}")
+            })
+            .env("CRITERION_HOME", &home);
+        let log = self
+            .out
+            .join("logs")
+            .join(&t.name)
+            .join(format!("timing-run-{run}.log"));
+        // Run while sampling its threads, so the comparison can tell a slower program
+        // from a busier machine.
+        let measured =
+            schedstat::run(command.into()).with_context(|| format!("running {}", exe.display()))?;
+        let output = &measured.output;
+        self.env.log(
+            &log,
+            &format!("{} {}", exe.display(), args.join(" ")),
+            output,
+        )?;
+        if !output.status.success() {
+            bail!(
+                "timing run {run} of `{}` failed ({}); see {}:\n{}",
+                t.name,
+                output.status,
+                log.display(),
+                self.env
+                    .scrub(&super::tail(&String::from_utf8_lossy(&output.stderr), 20))
+            );
+        }
+        let results = criterion::read_home(&home)?;
+        if results.is_empty() {
+            bail!(
+                "timing run {run} of `{}` wrote no criterion results under {}; is it a criterion bench, and does the filter match?",
+                t.name,
+                home.display()
+            );
+        }
+        let target_dir = self.out.join("criterion").join(&t.name);
+        let baseline_name = format!("run-{run}");
+        // Copy criterion's own files verbatim: the comparison may want more than we parse.
+        for r in &results {
+            let dest = target_dir.join(&r.directory).join(&baseline_name);
+            std::fs::create_dir_all(&dest)
+                .with_context(|| format!("creating {}", dest.display()))?;
+            for file in r.files.iter().flatten() {
+                let name = file.file_name().unwrap_or_default();
+                std::fs::copy(file, dest.join(name))
+                    .with_context(|| format!("copying {}", file.display()))?;
+            }
+        }
+        copy_percentiles(&home, &target_dir, &baseline_name)?;
+        // Each benchmark's contention over criterion's measurement of it, where its
+        // progress lines show when that was; else over the whole run.
+        let windows = criterion::measurement_windows(&measured.stderr_lines);
+        let whole = measured.series.total(measured.wall_secs);
+        let usage: BTreeMap<String, RunUsage> = results
+            .iter()
+            .filter_map(|r| {
+                windows
+                    .get(&r.id)
+                    .and_then(|(from, to)| measured.series.between(*from, *to))
+                    .or_else(|| whole.clone())
+                    .map(|u| (r.id.clone(), u))
+            })
+            .collect();
+        let _ = std::fs::remove_dir_all(&home);
+        Ok(RunResult { results, usage })
+    }
+
+    /// The runs' summary, in run order; `duration_secs` is the time they took.
+    pub fn finish(
+        &self,
+        runs: Vec<RunResult>,
+        duration_secs: f64,
+    ) -> (TimingRecord, TargetTimings) {
+        finish(self.target, self.exe, self.args(), runs, duration_secs)
     }
 }
 
@@ -225,9 +220,10 @@ pub fn summarise(
 }
 
 /// Copies the percentile files some benches write next to criterion's output
-/// (`<home>/<group>/percentiles.json`, P50/P95/P99 of every measured iteration), so the run
-/// directory keeps the tail latencies criterion's estimates leave out.
-fn copy_percentiles(home: &Path, dest: &Path) -> Result<()> {
+/// (`<home>/<group>/percentiles.json`, P50/P95/P99 of every measured iteration) to
+/// `<dest>/<group>/percentiles-<run>.json`, so the run directory keeps the tail latencies
+/// criterion's estimates leave out.
+fn copy_percentiles(home: &Path, dest: &Path, run: &str) -> Result<()> {
     let Ok(groups) = std::fs::read_dir(home) else {
         return Ok(());
     };
@@ -236,9 +232,208 @@ fn copy_percentiles(home: &Path, dest: &Path) -> Result<()> {
         if file.is_file() {
             let to = dest.join(group.file_name());
             std::fs::create_dir_all(&to).with_context(|| format!("creating {}", to.display()))?;
-            std::fs::copy(&file, to.join("percentiles.json"))
+            std::fs::copy(&file, to.join(format!("percentiles-{run}.json")))
                 .with_context(|| format!("copying {}", file.display()))?;
         }
     }
     Ok(())
+}
+
+/// The id of a test target's one timing figure in `timings.json`.
+pub const TEST_CPU_ID: &str = "cpu time per test run";
+
+/// How long one timing run of a test target repeats the executable (at least once): the
+/// lifecycle tests take about a second, too short for one run to mean much on its own.
+pub const TEST_RUN_SECS: f64 = 3.0;
+pub const QUICK_TEST_RUN_SECS: f64 = 1.0;
+
+/// The timing pass of a test target: its executable (with the plan's filter) run again and
+/// again for `secs`, the CPU time of each run read from the kernel's accounting of reaped
+/// children (`getrusage(RUSAGE_CHILDREN)`, so threads that came and went count too). The
+/// figure is CPU time, not wall time: the tests mostly wait on PostgreSQL, and their wall
+/// time follows the server's load more than the code under test.
+pub struct TestTimingPass<'a> {
+    pub sh: &'a Shell,
+    pub env: &'a RunEnv,
+    pub exe: &'a Path,
+    pub target: &'a Target,
+    pub out: &'a Path,
+    pub secs: f64,
+}
+
+impl TestTimingPass<'_> {
+    fn args(&self) -> Vec<String> {
+        self.target.filter.iter().cloned().collect()
+    }
+
+    /// Timing run number `run`, as a one-benchmark result (ns of CPU per test run).
+    pub fn run_once(&self, run: u32) -> Result<RunResult> {
+        let t = self.target;
+        let exe = self.exe;
+        let args = self.args();
+        let log = self
+            .out
+            .join("logs")
+            .join(&t.name)
+            .join(format!("timing-run-{run}.log"));
+        let started = Instant::now();
+        let mut cpu = Vec::new();
+        while cpu.is_empty() || started.elapsed().as_secs_f64() < self.secs {
+            let before = children_cpu_secs();
+            let command = self.env.apply({
+                let args = &args;
+                cmd!(self.sh, "{exe} {args...}")
+            });
+            let output = std::process::Command::from(command)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .with_context(|| format!("running {}", exe.display()))?;
+            let used = children_cpu_secs() - before;
+            if !output.status.success() {
+                self.env.log(
+                    &log,
+                    &format!("{} {}", exe.display(), args.join(" ")),
+                    &output,
+                )?;
+                bail!(
+                    "timing run {run} of `{}` failed ({}); see {}",
+                    t.name,
+                    output.status,
+                    log.display()
+                );
+            }
+            cpu.push(used * 1e9);
+        }
+        let wall = started.elapsed().as_secs_f64();
+        std::fs::create_dir_all(log.parent().unwrap_or(self.out))
+            .with_context(|| format!("creating {}", log.display()))?;
+        std::fs::write(
+            &log,
+            format!(
+                "$ {} {}  (repeated for {:.1} s)\nCPU ns per run: {cpu:?}\n",
+                exe.display(),
+                args.join(" "),
+                wall
+            ),
+        )
+        .with_context(|| format!("writing {}", log.display()))?;
+        let result = criterion::BenchResult::from_samples(TEST_CPU_ID, &cpu);
+        let usage = RunUsage {
+            wall_secs: wall,
+            cpu_secs: cpu.iter().sum::<f64>() / 1e9,
+            run_delay_secs: 0.0,
+            threads: 0,
+            measurement_phase: false,
+        };
+        Ok(RunResult {
+            results: vec![result],
+            usage: BTreeMap::from([(TEST_CPU_ID.to_owned(), usage)]),
+        })
+    }
+
+    pub fn finish(
+        &self,
+        runs: Vec<RunResult>,
+        duration_secs: f64,
+    ) -> (TimingRecord, TargetTimings) {
+        finish(self.target, self.exe, self.args(), runs, duration_secs)
+    }
+}
+
+/// The summary of a target's timing runs and the record of how they were made.
+fn finish(
+    target: &Target,
+    exe: &Path,
+    args: Vec<String>,
+    runs: Vec<RunResult>,
+    duration_secs: f64,
+) -> (TimingRecord, TargetTimings) {
+    let (per_run, usages): (Vec<_>, Vec<_>) =
+        runs.into_iter().map(|r| (r.results, r.usage)).unzip();
+    let timings = summarise(target, &per_run, &usages);
+    let mut command = vec![exe.display().to_string()];
+    command.extend(args);
+    let record = TimingRecord {
+        command,
+        runs: per_run.len() as u32,
+        duration_secs,
+        benchmarks: timings.benchmarks.len(),
+        spread_pct: timings.spread_pct,
+        noisy: timings.noisy,
+    };
+    (record, timings)
+}
+
+/// CPU seconds (user + system) of every child this process has reaped so far.
+fn children_cpu_secs() -> f64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0.0, |u| {
+        let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        secs(u.user_time()) + secs(u.system_time())
+    })
+}
+
+/// What a timer needs: the target, its executable on one side, and where its runs go.
+pub struct TimerSpec<'a> {
+    pub sh: &'a Shell,
+    pub env: &'a RunEnv,
+    pub exe: &'a Path,
+    pub target: &'a Target,
+    pub out: &'a Path,
+    pub scratch: &'a Path,
+    pub criterion_args: &'a [String],
+    pub quick: bool,
+}
+
+/// The timing runs of one target on one side, one run at a time, so that two sides can
+/// take turns: criterion for a bench, CPU time for a test.
+pub enum Timer<'a> {
+    Bench(TimingPass<'a>),
+    Test(TestTimingPass<'a>),
+}
+
+impl<'a> Timer<'a> {
+    pub fn new(spec: TimerSpec<'a>) -> Timer<'a> {
+        match spec.target.kind {
+            crate::plan::Kind::Bench => Timer::Bench(TimingPass {
+                sh: spec.sh,
+                env: spec.env,
+                exe: spec.exe,
+                target: spec.target,
+                out: spec.out,
+                scratch: spec.scratch,
+                criterion_args: spec.criterion_args,
+            }),
+            crate::plan::Kind::Test => Timer::Test(TestTimingPass {
+                sh: spec.sh,
+                env: spec.env,
+                exe: spec.exe,
+                target: spec.target,
+                out: spec.out,
+                secs: if spec.quick {
+                    QUICK_TEST_RUN_SECS
+                } else {
+                    TEST_RUN_SECS
+                },
+            }),
+        }
+    }
+
+    pub fn run_once(&self, run: u32) -> Result<RunResult> {
+        match self {
+            Timer::Bench(p) => p.run_once(run),
+            Timer::Test(p) => p.run_once(run),
+        }
+    }
+
+    pub fn finish(
+        &self,
+        runs: Vec<RunResult>,
+        duration_secs: f64,
+    ) -> (TimingRecord, TargetTimings) {
+        match self {
+            Timer::Bench(p) => p.finish(runs, duration_secs),
+            Timer::Test(p) => p.finish(runs, duration_secs),
+        }
+    }
 }

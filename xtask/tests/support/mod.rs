@@ -148,3 +148,41 @@ pub fn svg_titles(path: &Path) -> Vec<String> {
     assert!(saw_svg, "{} has no <svg> element", path.display());
     titles
 }
+
+/// Runs git in `dir` with a fixed identity, panicking with its output on failure.
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=xtask test",
+            "-c",
+            "user.email=xtask@test.invalid",
+        ])
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A private copy of the fixture workspace as a git repository: a first commit without the
+/// plan file (a revision older than the plan format), then one with everything.
+pub fn git_fixture() -> (tempfile::TempDir, PathBuf) {
+    let (tmp, ws) = fixture_copy();
+    std::fs::write(ws.join(".gitignore"), "target/\nprofiles/\n").expect("write .gitignore");
+    git(&ws, &["init", "-q"]);
+    let plan = ws.join("profile-plan.toml");
+    let aside = tmp.path().join("plan-aside.toml");
+    std::fs::rename(&plan, &aside).expect("move the plan aside");
+    git(&ws, &["add", "-A"]);
+    git(&ws, &["commit", "-q", "-m", "before the plan"]);
+    std::fs::rename(&aside, &plan).expect("restore the plan");
+    git(&ws, &["add", "-A"]);
+    git(&ws, &["commit", "-q", "-m", "the plan"]);
+    (tmp, ws)
+}

@@ -9,6 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+pub mod against;
+
 use crate::compare::{self, model::Comparison, HostPolicy, Role, RunDir};
 use crate::flags::{ProfilePostArgs, RunArgs, WorkspaceArgs};
 use crate::pipeline;
@@ -27,6 +29,11 @@ pub struct Spec<'a> {
 }
 
 pub fn run(ws: &WorkspaceArgs, args: &ProfilePostArgs) -> ExitCode {
+    if let Some(rev) = &args.against.against {
+        let (out, result) =
+            against::measure_and_judge(ws, &args.run, args.out.as_deref(), rev, args.against.pairs);
+        return compare::conclude("profile-post", &out, &result);
+    }
     let spec = Spec {
         run: &args.run,
         baseline: args.baseline.clone(),
