@@ -31,7 +31,7 @@ use tasker_client::{CreateTaskRequest, TaskerClient};
 use tasker_orchestration::api::{serve, ApiState};
 use tasker_orchestration::orchestration::lifecycle::task_initializer::TaskInitializer;
 use tasker_shared::bench_support::{
-    delete_tasks, fixture_template, register, runtime, server_context, teardown, BenchArgs,
+    delete_tasks, fixture_template, register, runtime, server_context, teardown, timed, BenchArgs,
     BenchDatabase, BenchMode, LatencyLog, DIAMOND, LINEAR,
 };
 use tokio::sync::oneshot;
@@ -144,7 +144,7 @@ fn bench_task_initialization(c: &mut Criterion) {
     for case in ["linear", "diamond", "linear_no_dedup"] {
         group.bench_function(case, |b| {
             let fx = fixture();
-            b.to_async(runtime())
+            b.to_async(timed())
                 .iter_custom(|iters| create_tasks(fx, case, iters));
         });
     }

@@ -31,7 +31,7 @@ use tasker_orchestration::orchestration::lifecycle::result_processor::{
 use tasker_orchestration::orchestration::lifecycle::step_enqueuer::StepEnqueuer;
 use tasker_orchestration::orchestration::lifecycle::task_finalizer::FinalizeOutcome;
 use tasker_shared::bench_support::{
-    create_tasks, delete_tasks, fixture_template, purge_queue, register, runtime, teardown,
+    create_tasks, delete_tasks, fixture_template, purge_queue, register, runtime, teardown, timed,
     wide_template, BenchDatabase, DIAMOND, LINEAR,
 };
 use tasker_shared::messaging::{
@@ -212,7 +212,7 @@ fn bench_coordination_cycle(c: &mut Criterion) {
             let fx = fixture();
             let case = &fx.cases[index];
             assert_eq!(case.id, id);
-            b.to_async(runtime())
+            b.to_async(timed())
                 .iter_custom(|iters| cycle(fx, case, iters));
         });
     }

@@ -34,7 +34,7 @@ use tasker_orchestration::orchestration::lifecycle::step_enqueuer::{
 };
 use tasker_shared::bench_support::{
     complete_steps, create_tasks, delete_tasks, fixture_template, purge_queue, register, runtime,
-    teardown, wide_template, BenchDatabase, DAG,
+    teardown, timed, wide_template, BenchDatabase, DAG,
 };
 use tasker_shared::messaging::{namespace_queue_name, StepMessage};
 use tasker_shared::templates::TaskTemplate;
@@ -175,7 +175,7 @@ fn bench_step_enqueueing(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("discovery", size), |b| {
             let fx = fixture();
             let shape = &fx.shapes[index];
-            b.to_async(runtime()).iter_custom(|iters| async move {
+            b.to_async(timed()).iter_custom(|iters| async move {
                 let mut conn = fx.db.pool.acquire().await.expect("connection");
                 let start = Instant::now();
                 for _ in 0..iters {
@@ -194,7 +194,7 @@ fn bench_step_enqueueing(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("transition", size), |b| {
             let fx = fixture();
             let shape = &fx.shapes[index];
-            b.to_async(runtime()).iter_custom(|iters| async move {
+            b.to_async(timed()).iter_custom(|iters| async move {
                 let prepared = prepare(&fx.db, shape, iters as usize).await;
                 let mut conn = fx.db.pool.acquire().await.expect("connection");
                 let start = Instant::now();
@@ -222,7 +222,7 @@ fn bench_step_enqueueing(c: &mut Criterion) {
                 })
                 .collect();
             let messages = &messages;
-            b.to_async(runtime()).iter_custom(|iters| async move {
+            b.to_async(timed()).iter_custom(|iters| async move {
                 let mut conn = fx.db.pool.acquire().await.expect("connection");
                 let start = Instant::now();
                 for _ in 0..iters {
@@ -241,7 +241,7 @@ fn bench_step_enqueueing(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("enqueue_for_task", size), |b| {
             let fx = fixture();
             let shape = &fx.shapes[index];
-            b.to_async(runtime()).iter_custom(|iters| async move {
+            b.to_async(timed()).iter_custom(|iters| async move {
                 let prepared = prepare(&fx.db, shape, iters as usize).await;
                 let start = Instant::now();
                 for p in &prepared {

@@ -25,7 +25,7 @@ use criterion::{criterion_group, Criterion};
 use sqlx::pool::PoolConnection;
 use sqlx::Postgres;
 use tasker_shared::bench_support::{
-    runtime, server_context, teardown, BenchArgs, BenchDatabase, BenchMode, LatencyLog,
+    runtime, server_context, teardown, timed, BenchArgs, BenchDatabase, BenchMode, LatencyLog,
 };
 use tasker_shared::messaging::{Queue, QueueListener, StepMessage, Wake};
 use tokio::sync::Mutex;
@@ -165,7 +165,7 @@ fn bench_event_propagation(c: &mut Criterion) {
     ] {
         group.bench_function(variant.id(), |b| {
             let fx = fixture();
-            b.to_async(runtime())
+            b.to_async(timed())
                 .iter_custom(|iters| run(fx, variant, iters));
         });
     }

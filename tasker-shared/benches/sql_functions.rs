@@ -47,7 +47,7 @@ use criterion::{criterion_group, BenchmarkId, Criterion};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 use tasker_shared::bench_support::{
-    runtime, seed_dataset, teardown, BenchArgs, BenchDatabase, DatasetSpec, Scenario,
+    runtime, seed_dataset, teardown, timed, BenchArgs, BenchDatabase, DatasetSpec, Scenario,
     SeededDataset, DAG, DIAMOND, LINEAR, TREE,
 };
 use tasker_shared::sql_functions;
@@ -205,7 +205,7 @@ fn bench_next_ready_tasks(c: &mut Criterion) {
     for batch in [1, 10, 50, 100] {
         group.bench_with_input(BenchmarkId::new("batch", batch), &batch, |b, &batch| {
             let pool = &fixture().db.pool;
-            b.to_async(runtime()).iter_custom(|iters| {
+            b.to_async(timed()).iter_custom(|iters| {
                 on_one_connection(pool, iters, move |conn| {
                     Box::pin(async move {
                         sql_functions::get_next_ready_tasks(conn, batch)
@@ -228,7 +228,7 @@ fn bench_step_readiness(c: &mut Criterion) {
         group.bench_function(id, |b| {
             let fx = fixture();
             let task = fx.readiness[i].1;
-            b.to_async(runtime()).iter_custom(|iters| {
+            b.to_async(timed()).iter_custom(|iters| {
                 on_one_connection(&fx.db.pool, iters, move |conn| {
                     Box::pin(async move {
                         sql_functions::get_step_readiness_status(conn, task, None)
@@ -249,7 +249,7 @@ fn bench_transition(c: &mut Criterion) {
         group.bench_function(SAMPLE_LABELS.flips[i], |b| {
             let fx = fixture();
             let flip = &fx.flips[i];
-            b.to_async(runtime()).iter_custom(|iters| async move {
+            b.to_async(timed()).iter_custom(|iters| async move {
                 let elapsed =
                     on_one_connection(&fx.db.pool, iters, move |conn| Box::pin(flip.flip(conn)))
                         .await;
@@ -327,7 +327,7 @@ fn bench_execution_context(c: &mut Criterion) {
         group.bench_function(SAMPLE_LABELS.contexts[i], |b| {
             let fx = fixture();
             let task = fx.contexts[i].1;
-            b.to_async(runtime()).iter_custom(|iters| {
+            b.to_async(timed()).iter_custom(|iters| {
                 on_one_connection(&fx.db.pool, iters, move |conn| {
                     Box::pin(async move {
                         sql_functions::get_task_execution_context(conn, task)
@@ -349,7 +349,7 @@ fn bench_transitive_dependencies(c: &mut Criterion) {
         group.bench_function(SAMPLE_LABELS.ancestors[i], |b| {
             let fx = fixture();
             let step = fx.ancestors[i].1;
-            b.to_async(runtime()).iter_custom(|iters| {
+            b.to_async(timed()).iter_custom(|iters| {
                 on_one_connection(&fx.db.pool, iters, move |conn| {
                     Box::pin(async move {
                         sql_functions::get_step_transitive_dependencies(conn, step)
@@ -372,7 +372,7 @@ fn bench_pool_checkout(c: &mut Criterion) {
     let mut group = c.benchmark_group("pool_checkout");
     group.bench_function("select_1_pooled", |b| {
         let pool = &fixture().db.pool;
-        b.to_async(runtime()).iter(|| async move {
+        b.to_async(timed()).iter(|| async move {
             sqlx::query_scalar::<_, i32>("SELECT 1")
                 .fetch_one(pool)
                 .await
@@ -381,7 +381,7 @@ fn bench_pool_checkout(c: &mut Criterion) {
     });
     group.bench_function("select_1_held", |b| {
         let pool = &fixture().db.pool;
-        b.to_async(runtime()).iter_custom(|iters| {
+        b.to_async(timed()).iter_custom(|iters| {
             on_one_connection(pool, iters, |conn| {
                 Box::pin(async move {
                     sqlx::query_scalar::<_, i32>("SELECT 1")
@@ -397,7 +397,7 @@ fn bench_pool_checkout(c: &mut Criterion) {
     group.bench_function("transition_pooled", |b| {
         let fx = fixture();
         let flip = &fx.flips[0];
-        b.to_async(runtime()).iter_custom(|iters| async move {
+        b.to_async(timed()).iter_custom(|iters| async move {
             let pool = &fx.db.pool;
             let start = Instant::now();
             for _ in 0..iters {
@@ -411,7 +411,7 @@ fn bench_pool_checkout(c: &mut Criterion) {
     group.bench_function("transition_held", |b| {
         let fx = fixture();
         let flip = &fx.flips[0];
-        b.to_async(runtime()).iter_custom(|iters| async move {
+        b.to_async(timed()).iter_custom(|iters| async move {
             let elapsed =
                 on_one_connection(&fx.db.pool, iters, move |conn| Box::pin(flip.flip(conn))).await;
             prune_history(flip).await;

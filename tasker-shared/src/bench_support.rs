@@ -44,6 +44,26 @@ pub fn runtime() -> &'static Runtime {
     })
 }
 
+/// The executor benchmarks hand criterion (`b.to_async(timed())`): [`runtime`], with each
+/// criterion sample taken in turn with a partner process when `cargo xtask profile-post
+/// --against` asks for it (see [`crate::bench_turns`]).
+pub fn timed() -> Timed {
+    Timed
+}
+
+pub struct Timed;
+
+impl criterion::async_executor::AsyncExecutor for Timed {
+    fn block_on<T>(&self, future: impl std::future::Future<Output = T>) -> T {
+        #[cfg(unix)]
+        crate::bench_turns::take();
+        let output = runtime().block_on(future);
+        #[cfg(unix)]
+        crate::bench_turns::pass();
+        output
+    }
+}
+
 /// Databases this process created on a `DATABASE_URL` server, dropped by [`teardown`].
 static CREATED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 

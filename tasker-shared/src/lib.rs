@@ -4,6 +4,8 @@
 
 #[cfg(feature = "benchmarks")]
 pub mod bench_support;
+#[cfg(all(feature = "benchmarks", unix))]
+pub mod bench_turns;
 pub mod database;
 pub mod error;
 pub mod local_postgres;

@@ -30,7 +30,7 @@ use common::{enqueued_tasks, step_queue, NoopHandler};
 use criterion::{criterion_group, Criterion};
 use serde_json::json;
 use tasker_shared::bench_support::{
-    delete_tasks, purge_queue, register, runtime, teardown, wide_template, BenchDatabase,
+    delete_tasks, purge_queue, register, runtime, teardown, timed, wide_template, BenchDatabase,
 };
 use tasker_shared::messaging::{Queue, QueueListener, Wake, RESULTS_QUEUE};
 use tasker_shared::templates::TaskTemplate;
@@ -110,7 +110,7 @@ fn bench_handler_overhead(c: &mut Criterion) {
         let handler = NoopHandler;
         let ctx = context();
         let (handler, ctx) = (&handler, &ctx);
-        b.to_async(runtime())
+        b.to_async(timed())
             .iter(|| async move { handler.call(ctx).await.expect("no-op succeeds") });
     });
 
@@ -124,7 +124,7 @@ fn bench_handler_overhead(c: &mut Criterion) {
             context: context(),
         };
         let (registry, claimed) = (&registry, &claimed);
-        b.to_async(runtime()).iter(|| async move {
+        b.to_async(timed()).iter(|| async move {
             execute(registry, claimed, Duration::from_secs(30))
                 .await
                 .expect("no-op succeeds")
@@ -133,7 +133,7 @@ fn bench_handler_overhead(c: &mut Criterion) {
 
     group.bench_function("worker_round_trip", |b| {
         let fx = fixture();
-        b.to_async(runtime()).iter_custom(|iters| async move {
+        b.to_async(timed()).iter_custom(|iters| async move {
             let pool = &fx.db.pool;
             let prepared =
                 enqueued_tasks(pool, fx.named_task_uuid, &fx.template, iters as usize).await;

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use common::{enqueued_tasks, step_queue, IoHandler, NoopHandler};
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
 use tasker_shared::bench_support::{
-    delete_tasks, purge_queue, register, runtime, teardown, wide_template, BenchDatabase,
+    delete_tasks, purge_queue, register, runtime, teardown, timed, wide_template, BenchDatabase,
 };
 use tasker_shared::messaging::{Queue, QueueListener, Wake, RESULTS_QUEUE};
 use tasker_shared::templates::TaskTemplate;
@@ -165,7 +165,7 @@ fn bench_worker_throughput(c: &mut Criterion) {
         for concurrency in CONCURRENCY {
             group.bench_function(BenchmarkId::new(handler, concurrency), |b| {
                 let fx = fixture();
-                b.to_async(runtime())
+                b.to_async(timed())
                     .iter_custom(|iters| run(fx, handler, concurrency, iters));
             });
         }

@@ -26,7 +26,7 @@ use common::{enqueued_tasks, step_queue, NoopHandler};
 use criterion::{criterion_group, Criterion};
 use serde_json::{json, Value};
 use tasker_shared::bench_support::{
-    delete_tasks, purge_queue, register, runtime, teardown, wide_template, BenchDatabase,
+    delete_tasks, purge_queue, register, runtime, teardown, timed, wide_template, BenchDatabase,
 };
 use tasker_shared::messaging::{Queue, StepMessage, RESULTS_QUEUE};
 use tasker_shared::templates::TaskTemplate;
@@ -107,7 +107,7 @@ fn bench_worker_execution(c: &mut Criterion) {
 
     group.bench_function("claim", |b| {
         let fx = fixture();
-        b.to_async(runtime()).iter_custom(|iters| async move {
+        b.to_async(timed()).iter_custom(|iters| async move {
             let tasks = announced(fx, iters as usize).await;
             let start = Instant::now();
             for _ in 0..iters {
@@ -127,7 +127,7 @@ fn bench_worker_execution(c: &mut Criterion) {
             (tasks, read_and_claim(fx).await)
         });
         let claimed = &claimed;
-        b.to_async(runtime()).iter(|| async move {
+        b.to_async(timed()).iter(|| async move {
             execute(&fx.registry, claimed, HANDLER_TIMEOUT)
                 .await
                 .expect("the no-op handler succeeds")
@@ -137,7 +137,7 @@ fn bench_worker_execution(c: &mut Criterion) {
 
     group.bench_function("submit", |b| {
         let fx = fixture();
-        b.to_async(runtime()).iter_custom(|iters| async move {
+        b.to_async(timed()).iter_custom(|iters| async move {
             let tasks = announced(fx, iters as usize).await;
             let mut claimed = Vec::with_capacity(iters as usize);
             for _ in 0..iters {
@@ -159,7 +159,7 @@ fn bench_worker_execution(c: &mut Criterion) {
 
     group.bench_function("cycle", |b| {
         let fx = fixture();
-        b.to_async(runtime()).iter_custom(|iters| async move {
+        b.to_async(timed()).iter_custom(|iters| async move {
             let tasks = announced(fx, iters as usize).await;
             let start = Instant::now();
             for _ in 0..iters {

@@ -35,7 +35,7 @@ use common::{wait_finished, Deployment, WORKFLOWS};
 use criterion::{criterion_group, Criterion, SamplingMode};
 use serde_json::json;
 use tasker_shared::bench_support::{
-    runtime, server_context, teardown, BenchArgs, BenchMode, LatencyLog,
+    runtime, server_context, teardown, timed, BenchArgs, BenchMode, LatencyLog,
 };
 
 /// The worker's step concurrency (the service default).
@@ -88,7 +88,7 @@ fn bench_e2e_latency(c: &mut Criterion) {
         };
         group.bench_function(id, |b| {
             let d = deployment();
-            b.to_async(runtime())
+            b.to_async(timed())
                 .iter_custom(|iters| run(d, workflow, id, iters));
         });
     }

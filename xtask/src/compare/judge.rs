@@ -97,9 +97,10 @@ pub fn measurement(base: &RunDir, post: &RunDir) -> Measurement {
             pairs: Some(p.pairs),
             revision: Some(p.revision.describe()),
             description: format!(
-                "paired in one session: {} pairs of timing runs alternating between {} and the working tree (A B, B A, ...), judged on each pair's ratio",
+                "paired in one session: {} pairs of timing runs of {} and the working tree, judged on each pair's ratio; {}",
                 p.pairs,
-                p.revision.describe()
+                p.revision.describe(),
+                pairing_kind(post)
             ),
         },
         _ => Measurement {
@@ -205,6 +206,30 @@ fn bench_row(
         pair_log_ratios: Vec::new(),
         judgement,
     })
+}
+
+/// How the pairs were run: sample by sample in turn (targets whose executables take turns),
+/// or one whole run after the other (A B, B A, ...).
+fn pairing_kind(post: &RunDir) -> String {
+    let timed: Vec<&TargetRecord> = post
+        .manifest
+        .targets
+        .iter()
+        .filter(|t| t.timing.is_some())
+        .collect();
+    let turns: Vec<&str> = timed
+        .iter()
+        .filter(|t| t.timing.as_ref().is_some_and(|r| r.turns))
+        .map(|t| t.name.as_str())
+        .collect();
+    match (turns.len(), timed.len()) {
+        (0, _) => "the two runs of a pair one after the other (A B, B A, ...)".to_owned(),
+        (n, m) if n == m => "the two runs of a pair at the same time, taking turns sample by sample".to_owned(),
+        _ => format!(
+            "the two runs of a pair at the same time, taking turns sample by sample, for {}; one after the other (A B, B A, ...) for the rest",
+            turns.join(", ")
+        ),
+    }
 }
 
 fn metric_of(record: &TargetRecord) -> Metric {

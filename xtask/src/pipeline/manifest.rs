@@ -165,6 +165,10 @@ pub struct TimingRecord {
     /// Largest spread across runs of any of the target's benchmarks, in percent.
     pub spread_pct: Option<f64>,
     pub noisy: bool,
+    /// Paired runs only: whether each pair's two executables ran at the same time, taking
+    /// turns sample by sample (see `pipeline::referee`), rather than one after the other.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub turns: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

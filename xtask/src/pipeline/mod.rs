@@ -8,6 +8,7 @@ pub mod manifest;
 pub mod outdir;
 pub mod profiler;
 mod progress;
+mod referee;
 pub mod report;
 pub mod schedstat;
 mod side;
@@ -734,7 +735,26 @@ impl<'a> Session<'a> {
                 })
             })
             .collect();
+        let turn_takers = match timers.as_slice() {
+            [a, b] => a.turn_taker().zip(b.turn_taker()),
+            _ => None,
+        };
         for round in 1..=rounds {
+            if let Some((a, b)) = turn_takers {
+                if interrupted() {
+                    bail!("interrupted");
+                }
+                progress.phase(
+                    i,
+                    &t.name,
+                    &format!("timing pair {round}/{rounds}, both sides taking turns"),
+                );
+                let sockets = self.scratch.join("turns");
+                let (ra, rb) = a.run_interleaved(b, round, second_first(round), &sockets)?;
+                runs[0].push(ra);
+                runs[1].push(rb);
+                continue;
+            }
             let order: Vec<usize> = if paired && second_first(round) {
                 (0..sides.len()).rev().collect()
             } else {
@@ -758,7 +778,8 @@ impl<'a> Session<'a> {
         }
         let took = started.elapsed().as_secs_f64();
         for ((side, timer), side_runs) in sides.iter_mut().zip(&timers).zip(runs) {
-            let (record, timings) = timer.finish(side_runs, took);
+            let (mut record, timings) = timer.finish(side_runs, took);
+            record.turns = turn_takers.is_some();
             let r = &mut side.records[i];
             if record.noisy && !paired {
                 r.status = TargetStatus::Noisy;

@@ -5,13 +5,14 @@
 //! criterion's measurement of it (`schedstat`).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use super::manifest::{BenchmarkTimings, RunEstimates, TargetTimings, TimingRecord};
+use super::referee;
 use super::schedstat::{self, RunUsage};
 use super::RunEnv;
 use crate::criterion;
@@ -65,35 +66,108 @@ impl TimingPass<'_> {
     /// copied into the run directory in criterion's layout with `run-<n>` as the baseline
     /// name (`criterion/<target>/<group>/<bench>/run-<n>/`), so `critcmp` reads them.
     pub fn run_once(&self, run: u32) -> Result<RunResult> {
-        let t = self.target;
-        let args = self.args();
-        let home = self.scratch.join(&t.name).join(format!("run-{run}"));
+        let prepared = self.prepare(run)?;
+        // Run while sampling its threads, so the comparison can tell a slower program
+        // from a busier machine.
+        let measured = schedstat::run(self.command(&prepared))
+            .with_context(|| format!("running {}", self.exe.display()))?;
+        let results = self.collect(run, &prepared, &measured.output)?;
+        // Each benchmark's contention over criterion's measurement of it, where its
+        // progress lines show when that was; else over the whole run.
+        let windows = criterion::measurement_windows(&measured.stderr_lines);
+        let whole = measured.series.total(measured.wall_secs);
+        let usage: BTreeMap<String, RunUsage> = results
+            .iter()
+            .filter_map(|r| {
+                windows
+                    .get(&r.id)
+                    .and_then(|(from, to)| measured.series.between(*from, *to))
+                    .or_else(|| whole.clone())
+                    .map(|u| (r.id.clone(), u))
+            })
+            .collect();
+        Ok(RunResult { results, usage })
+    }
+
+    /// Whether the executable takes turns with a partner when asked (its benchmarks run on
+    /// `bench_support::timed`): an executable that reads the variable holds its name.
+    pub fn takes_turns(&self) -> bool {
+        std::fs::read(self.exe).is_ok_and(|bytes| {
+            bytes
+                .windows(referee::TURNS_ENV.len())
+                .any(|w| w == referee::TURNS_ENV.as_bytes())
+        })
+    }
+
+    /// Run number `run` of this pass and of `other` at the same time, taking turns sample
+    /// by sample (see [`referee`]); `other_first` gives `other` the first turn.
+    pub fn run_interleaved(
+        &self,
+        other: &TimingPass<'_>,
+        run: u32,
+        other_first: bool,
+        sockets: &Path,
+    ) -> Result<(RunResult, RunResult)> {
+        let mine = self.prepare(run)?;
+        let theirs = other.prepare(run)?;
+        let [a, b] = referee::run_pair(
+            [self.command(&mine), other.command(&theirs)],
+            usize::from(other_first),
+            sockets,
+        )?;
+        let mine = self.collect(run, &mine, &a)?;
+        let theirs = other.collect(run, &theirs, &b)?;
+        Ok((
+            RunResult {
+                results: mine,
+                usage: BTreeMap::new(),
+            },
+            RunResult {
+                results: theirs,
+                usage: BTreeMap::new(),
+            },
+        ))
+    }
+
+    /// A fresh criterion home for run `run`.
+    fn prepare(&self, run: u32) -> Result<PathBuf> {
+        let home = self
+            .scratch
+            .join(&self.target.name)
+            .join(format!("run-{run}"));
         if home.exists() {
             std::fs::remove_dir_all(&home)
                 .with_context(|| format!("clearing {}", home.display()))?;
         }
         std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+        Ok(home)
+    }
+
+    fn command(&self, home: &Path) -> std::process::Command {
         let exe = self.exe;
-        let command = self
-            .env
-            .apply({
-                let args = &args;
-                cmd!(self.sh, "{exe} {args...}")
-            })
-            .env("CRITERION_HOME", &home);
+        let args = self.args();
+        self.env
+            .apply(cmd!(self.sh, "{exe} {args...}"))
+            .env("CRITERION_HOME", home)
+            .into()
+    }
+
+    /// Logs run `run`, checks it, and copies criterion's files out of its home.
+    fn collect(
+        &self,
+        run: u32,
+        home: &Path,
+        output: &std::process::Output,
+    ) -> Result<Vec<criterion::BenchResult>> {
+        let t = self.target;
         let log = self
             .out
             .join("logs")
             .join(&t.name)
             .join(format!("timing-run-{run}.log"));
-        // Run while sampling its threads, so the comparison can tell a slower program
-        // from a busier machine.
-        let measured =
-            schedstat::run(command.into()).with_context(|| format!("running {}", exe.display()))?;
-        let output = &measured.output;
         self.env.log(
             &log,
-            &format!("{} {}", exe.display(), args.join(" ")),
+            &format!("{} {}", self.exe.display(), self.args().join(" ")),
             output,
         )?;
         if !output.status.success() {
@@ -106,7 +180,7 @@ impl TimingPass<'_> {
                     .scrub(&super::tail(&String::from_utf8_lossy(&output.stderr), 20))
             );
         }
-        let results = criterion::read_home(&home)?;
+        let results = criterion::read_home(home)?;
         if results.is_empty() {
             bail!(
                 "timing run {run} of `{}` wrote no criterion results under {}; is it a criterion bench, and does the filter match?",
@@ -127,23 +201,8 @@ impl TimingPass<'_> {
                     .with_context(|| format!("copying {}", file.display()))?;
             }
         }
-        copy_percentiles(&home, &target_dir, &baseline_name)?;
-        // Each benchmark's contention over criterion's measurement of it, where its
-        // progress lines show when that was; else over the whole run.
-        let windows = criterion::measurement_windows(&measured.stderr_lines);
-        let whole = measured.series.total(measured.wall_secs);
-        let usage: BTreeMap<String, RunUsage> = results
-            .iter()
-            .filter_map(|r| {
-                windows
-                    .get(&r.id)
-                    .and_then(|(from, to)| measured.series.between(*from, *to))
-                    .or_else(|| whole.clone())
-                    .map(|u| (r.id.clone(), u))
-            })
-            .collect();
-        let _ = std::fs::remove_dir_all(&home);
-        Ok(RunResult { results, usage })
+        copy_percentiles(home, &target_dir, &baseline_name)?;
+        Ok(results)
     }
 
     /// The runs' summary, in run order; `duration_secs` is the time they took.
@@ -360,6 +419,7 @@ fn finish(
         benchmarks: timings.benchmarks.len(),
         spread_pct: timings.spread_pct,
         noisy: timings.noisy,
+        turns: false,
     };
     (record, timings)
 }
@@ -423,6 +483,14 @@ impl<'a> Timer<'a> {
         match self {
             Timer::Bench(p) => p.run_once(run),
             Timer::Test(p) => p.run_once(run),
+        }
+    }
+
+    /// The criterion pass, if this is a bench target that takes turns with a partner.
+    pub fn turn_taker(&self) -> Option<&TimingPass<'a>> {
+        match self {
+            Timer::Bench(p) if p.takes_turns() => Some(p),
+            _ => None,
         }
     }
 
