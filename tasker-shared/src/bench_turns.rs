@@ -84,3 +84,59 @@ fn receive(stream: &mut std::os::unix::net::UnixStream) -> bool {
     let mut byte = [0u8; 1];
     matches!(stream.read(&mut byte), Ok(1))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// A referee that holds each turn back for a while: `take` must wait for it, and every
+    /// `pass` must hand it back before the next sample may start.
+    #[test]
+    fn samples_wait_for_their_turn_and_hand_it_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("turns.sock");
+        let listener = UnixListener::bind(&socket).expect("bind");
+        let hold_back = Duration::from_millis(150);
+        let referee = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("the benchmark connects");
+            let mut passed = 0;
+            for _ in 0..3 {
+                std::thread::sleep(hold_back);
+                stream.write_all(b"g").expect("grant");
+                let mut byte = [0u8; 1];
+                if stream.read(&mut byte).expect("read") == 1 {
+                    passed += 1;
+                }
+            }
+            passed
+        });
+        std::env::set_var(TURNS_ENV, &socket);
+        let started = Instant::now();
+        let mut sample_starts = Vec::new();
+        for _ in 0..3 {
+            take();
+            sample_starts.push(started.elapsed());
+            pass();
+        }
+        std::env::remove_var(TURNS_ENV);
+        // The third pass waits for a fourth turn that never comes: the referee hangs up.
+        assert_eq!(referee.join().expect("referee"), 3);
+        for (i, at) in sample_starts.iter().enumerate() {
+            assert!(
+                *at >= hold_back * (i as u32 + 1),
+                "sample {i} started at {at:?}, before its turn"
+            );
+        }
+        // Without a referee nothing waits.
+        assert!(matches!(
+            *STATE.lock().unwrap_or_else(|e| e.into_inner()),
+            State::Alone
+        ));
+        take();
+        pass();
+    }
+}

@@ -199,7 +199,7 @@ pub struct ProfilePostArgs {
 }
 
 /// Pairs of timing runs of `profile-post --against`.
-pub const DEFAULT_PAIRS: u32 = 10;
+pub const DEFAULT_PAIRS: u32 = 8;
 
 /// A paired Phase 3: the working tree against another revision in one session; shared by
 /// `profile-post` and `profile-gate`.
@@ -212,7 +212,7 @@ pub struct AgainstArgs {
     #[arg(long, value_name = "REV")]
     pub against: Option<String>,
     /// Pairs of timing runs with --against (one run of each side per pair); see
-    /// docs/observability/profiling-workflow.md for why ten.
+    /// docs/observability/profiling-workflow.md for why eight.
     #[arg(long, default_value_t = DEFAULT_PAIRS, value_parser = clap::value_parser!(u32).range(2..))]
     pub pairs: u32,
 }

@@ -133,7 +133,7 @@ fn profile_baseline_finds_the_hot_function_and_protects_the_baseline() {
         .as_f64()
         .is_some_and(|ns| ns > 0.0));
     assert!(out
-        .join("criterion/fixture-bench/run-3/fixture/workload/estimates.json")
+        .join("criterion/fixture-bench/fixture/workload/run-3/estimates.json")
         .is_file());
 
     // Flamegraph: well-formed SVG whose frames include the hot function.

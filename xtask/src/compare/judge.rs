@@ -515,7 +515,7 @@ pub fn judge(base: &RunDir, post: &RunDir, opts: &Options) -> Result<Judged> {
     }
     let latency = latency_signals(&out.lists.rows, post, opts, context.blocked);
     out.signals.extend(latency);
-    if let Some(finding) = contention_finding(base, post) {
+    if let Some(finding) = contention_finding(base, post).filter(|_| !measured.paired) {
         comparability.findings.push(finding);
     }
 

@@ -189,7 +189,7 @@ impl RunsNeeded {
                 "{more} more runs on both sides would settle it (re-record the baseline and the post run with --runs {runs})"
             ),
             RunsNeeded::Unreachable { max } => format!(
-                "more than {max} runs per side would be needed: reduce the noise first (cargo xtask check-env)"
+                "more than {max} runs (or pairs) per side would be needed: the change sits at the limit, or the noise must come down first (cargo xtask check-env)"
             ),
             RunsNeeded::QuietMachine => "no number of runs settles it while the machine is busy (the interference check failed): measure both runs on a quiet machine".to_owned(),
             RunsNeeded::Pairs { pairs, more } => format!(

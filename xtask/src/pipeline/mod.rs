@@ -723,16 +723,18 @@ impl<'a> Session<'a> {
         let timers: Vec<timing::Timer<'_>> = places
             .iter()
             .map(|(exe, out, scratch)| {
-                timing::Timer::new(timing::TimerSpec {
-                    sh: self.sh,
-                    env: &self.env,
-                    exe,
-                    target: t,
-                    out,
-                    scratch,
-                    criterion_args: &self.criterion_args,
-                    quick: self.opts.quick,
-                })
+                timing::Timer::new(
+                    timing::TimingPass {
+                        sh: self.sh,
+                        env: &self.env,
+                        exe,
+                        target: t,
+                        out,
+                        scratch,
+                        criterion_args: &self.criterion_args,
+                    },
+                    self.opts.quick,
+                )
             })
             .collect();
         let turn_takers = match timers.as_slice() {

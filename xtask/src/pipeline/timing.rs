@@ -433,18 +433,6 @@ fn children_cpu_secs() -> f64 {
     })
 }
 
-/// What a timer needs: the target, its executable on one side, and where its runs go.
-pub struct TimerSpec<'a> {
-    pub sh: &'a Shell,
-    pub env: &'a RunEnv,
-    pub exe: &'a Path,
-    pub target: &'a Target,
-    pub out: &'a Path,
-    pub scratch: &'a Path,
-    pub criterion_args: &'a [String],
-    pub quick: bool,
-}
-
 /// The timing runs of one target on one side, one run at a time, so that two sides can
 /// take turns: criterion for a bench, CPU time for a test.
 pub enum Timer<'a> {
@@ -453,24 +441,17 @@ pub enum Timer<'a> {
 }
 
 impl<'a> Timer<'a> {
-    pub fn new(spec: TimerSpec<'a>) -> Timer<'a> {
-        match spec.target.kind {
-            crate::plan::Kind::Bench => Timer::Bench(TimingPass {
-                sh: spec.sh,
-                env: spec.env,
-                exe: spec.exe,
-                target: spec.target,
-                out: spec.out,
-                scratch: spec.scratch,
-                criterion_args: spec.criterion_args,
-            }),
+    /// The timer of the pass's target: criterion for a bench, CPU time for a test.
+    pub fn new(pass: TimingPass<'a>, quick: bool) -> Timer<'a> {
+        match pass.target.kind {
+            crate::plan::Kind::Bench => Timer::Bench(pass),
             crate::plan::Kind::Test => Timer::Test(TestTimingPass {
-                sh: spec.sh,
-                env: spec.env,
-                exe: spec.exe,
-                target: spec.target,
-                out: spec.out,
-                secs: if spec.quick {
+                sh: pass.sh,
+                env: pass.env,
+                exe: pass.exe,
+                target: pass.target,
+                out: pass.out,
+                secs: if quick {
                     QUICK_TEST_RUN_SECS
                 } else {
                     TEST_RUN_SECS
