@@ -1,6 +1,7 @@
-//! `cargo xtask profile-post`: Phase 3 of the plan. The baseline's measurement again (same
-//! plan, same flags, same pipeline) into `profiles/post-refactor/`, then the verdict against
-//! `profiles/pre-refactor/` written next to it. The baseline is checked before anything is
+//! `cargo xtask profile-post`: Phase 3 of the plan. With `--against REV`, both revisions
+//! measured in pairs in one session (see [`against`]). Without it, the baseline's
+//! measurement again (same plan, same flags, same pipeline) into `profiles/post-refactor/`,
+//! then the verdict against `profiles/pre-refactor/` written next to it. The baseline is checked before anything is
 //! built, so a missing or damaged one costs seconds, not a build. The baseline document
 //! (`lifecycle-performance-baseline.md`) belongs to the baseline and is left alone.
 
