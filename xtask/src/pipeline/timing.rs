@@ -204,15 +204,6 @@ impl TimingPass<'_> {
         copy_percentiles(home, &target_dir, &baseline_name)?;
         Ok(results)
     }
-
-    /// The runs' summary, in run order; `duration_secs` is the time they took.
-    pub fn finish(
-        &self,
-        runs: Vec<RunResult>,
-        duration_secs: f64,
-    ) -> (TimingRecord, TargetTimings) {
-        finish(self.target, self.exe, self.args(), runs, duration_secs)
-    }
 }
 
 /// Groups the runs' results by benchmark id and measures how far the runs disagree.
@@ -389,14 +380,6 @@ impl TestTimingPass<'_> {
             usage: BTreeMap::from([(TEST_CPU_ID.to_owned(), usage)]),
         })
     }
-
-    pub fn finish(
-        &self,
-        runs: Vec<RunResult>,
-        duration_secs: f64,
-    ) -> (TimingRecord, TargetTimings) {
-        finish(self.target, self.exe, self.args(), runs, duration_secs)
-    }
 }
 
 /// The summary of a target's timing runs and the record of how they were made.
@@ -475,14 +458,16 @@ impl<'a> Timer<'a> {
         }
     }
 
+    /// The runs' summary, in run order; `duration_secs` is the time they took.
     pub fn finish(
         &self,
         runs: Vec<RunResult>,
         duration_secs: f64,
     ) -> (TimingRecord, TargetTimings) {
-        match self {
-            Timer::Bench(p) => p.finish(runs, duration_secs),
-            Timer::Test(p) => p.finish(runs, duration_secs),
-        }
+        let (target, exe, args) = match self {
+            Timer::Bench(p) => (p.target, p.exe, p.args()),
+            Timer::Test(p) => (p.target, p.exe, p.args()),
+        };
+        finish(target, exe, args, runs, duration_secs)
     }
 }
