@@ -69,7 +69,7 @@ fn check_out_revision(
     opts: &pipeline::Options,
     spec: &str,
 ) -> Result<(PathBuf, PathBuf)> {
-    crate::pipeline::check_out_dir(&opts.out, opts.force)?;
+    crate::pipeline::outdir::check_target(&opts.out, opts.force)?;
     let sh = Shell::new().context("creating a shell")?;
     let repo = Repository::of(&sh, root)?;
     let rev = repo.resolve(&sh, spec)?;

@@ -328,9 +328,9 @@ fn execute(opts: &Options, against: Option<&Against>) -> Result<Vec<Outcome>> {
     sh.change_dir(&opts.workspace);
     let plan = Plan::load(&opts.plan)?;
     let targets = plan.select(&opts.only)?;
-    side::check_out(&opts.out, opts.force)?;
+    outdir::check_target(&opts.out, opts.force)?;
     if let Some(a) = against {
-        side::check_out(&a.out, opts.force)?;
+        outdir::check_target(&a.out, opts.force)?;
     }
     let pre = preflight(&sh, opts, &plan, &targets)?;
     install_interrupt_handler();
@@ -509,11 +509,6 @@ fn install_interrupt_handler() {
     {
         eprintln!("warning: could not install the Ctrl-C handler; an interrupted run may leave a database running");
     }
-}
-
-/// Refuses an existing output directory unless `force`.
-pub fn check_out_dir(out: &Path, force: bool) -> Result<()> {
-    side::check_out(out, force)
 }
 
 /// The cargo target directory a run builds into: `--target-dir`, else the workspace's.

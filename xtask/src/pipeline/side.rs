@@ -13,7 +13,7 @@ use super::manifest::{
     AnalysisFile, Manifest, Pairing, TargetAnalysis, TargetRecord, TargetStatus, TargetTimings,
     Timings, SCHEMA_VERSION,
 };
-use super::outdir::{self, Staging};
+use super::outdir::Staging;
 use super::{Options, QUICK_PROFILE_SECS};
 use crate::analysis::Analysis;
 use crate::plan::{Kind, Target};
@@ -223,11 +223,6 @@ pub fn label_of(out: &Path) -> String {
         || "baseline".to_owned(),
         |n| n.to_string_lossy().into_owned(),
     )
-}
-
-/// Refuses an existing output directory unless `force`, for every side before any work.
-pub fn check_out(out: &Path, force: bool) -> Result<()> {
-    outdir::check_target(out, force)
 }
 
 fn target_record(t: &Target, profile_time_secs: f64) -> TargetRecord {

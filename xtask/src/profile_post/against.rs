@@ -56,8 +56,9 @@ fn measure(
     // away the revision's build, which is reused while its tree is unchanged.
     opts.clean = false;
     let against_out = against_dir(out);
-    pipeline::check_out_dir(out, opts.force)?;
-    pipeline::check_out_dir(&against_out, opts.force)?;
+    // Refused before the checkout, so a run that could not write costs nothing.
+    pipeline::outdir::check_target(out, opts.force)?;
+    pipeline::outdir::check_target(&against_out, opts.force)?;
 
     let sh = Shell::new().context("creating a shell")?;
     let repo = Repository::of(&sh, root)?;
