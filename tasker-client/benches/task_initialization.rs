@@ -31,8 +31,8 @@ use tasker_client::{CreateTaskRequest, TaskerClient};
 use tasker_orchestration::api::{serve, ApiState};
 use tasker_orchestration::orchestration::lifecycle::task_initializer::TaskInitializer;
 use tasker_shared::bench_support::{
-    delete_tasks, fixture_template, register, runtime, server_context, teardown, timed, BenchArgs,
-    BenchDatabase, BenchMode, LatencyLog, DIAMOND, LINEAR,
+    counted, criterion_config, delete_tasks, fixture_template, register, runtime, server_context,
+    teardown, timed, BenchArgs, BenchDatabase, BenchMode, LatencyLog, DIAMOND, LINEAR,
 };
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -145,18 +145,14 @@ fn bench_task_initialization(c: &mut Criterion) {
         group.bench_function(case, |b| {
             let fx = fixture();
             b.to_async(timed())
-                .iter_custom(|iters| create_tasks(fx, case, iters));
+                .iter_custom(counted(|iters| create_tasks(fx, case, iters)));
         });
     }
     group.finish();
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(30)
-        .noise_threshold(0.05)
+    criterion_config(Duration::from_secs(3), 30)
 }
 
 criterion_group! {

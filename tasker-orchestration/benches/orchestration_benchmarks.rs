@@ -31,8 +31,8 @@ use tasker_orchestration::orchestration::lifecycle::result_processor::{
 use tasker_orchestration::orchestration::lifecycle::step_enqueuer::StepEnqueuer;
 use tasker_orchestration::orchestration::lifecycle::task_finalizer::FinalizeOutcome;
 use tasker_shared::bench_support::{
-    create_tasks, delete_tasks, fixture_template, purge_queue, register, runtime, teardown, timed,
-    wide_template, BenchDatabase, DIAMOND, LINEAR,
+    counted, create_tasks, criterion_config, delete_tasks, fixture_template, purge_queue, register,
+    runtime, teardown, timed, wide_template, BenchDatabase, DIAMOND, LINEAR,
 };
 use tasker_shared::messaging::{
     namespace_queue_name, Queue, StepOutcome, StepResultMessage, RESULTS_QUEUE,
@@ -213,7 +213,7 @@ fn bench_coordination_cycle(c: &mut Criterion) {
             let case = &fx.cases[index];
             assert_eq!(case.id, id);
             b.to_async(timed())
-                .iter_custom(|iters| cycle(fx, case, iters));
+                .iter_custom(counted(|iters| cycle(fx, case, iters)));
         });
     }
     group.finish();
@@ -228,11 +228,7 @@ const CASE_IDS: [&str; 4] = [
 ];
 
 fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20)
-        .noise_threshold(0.05)
+    criterion_config(Duration::from_secs(2), 20)
 }
 
 criterion_group! {

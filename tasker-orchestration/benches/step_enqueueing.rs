@@ -33,8 +33,8 @@ use tasker_orchestration::orchestration::lifecycle::step_enqueuer::{
     discover_ready_steps, mark_enqueued, publish, StepEnqueuer,
 };
 use tasker_shared::bench_support::{
-    complete_steps, create_tasks, delete_tasks, fixture_template, purge_queue, register, runtime,
-    teardown, timed, wide_template, BenchDatabase, DAG,
+    complete_steps, counted, create_tasks, criterion_config, delete_tasks, fixture_template,
+    purge_queue, register, runtime, teardown, timed, wide_template, BenchDatabase, DAG,
 };
 use tasker_shared::messaging::{namespace_queue_name, StepMessage};
 use tasker_shared::templates::TaskTemplate;
@@ -175,7 +175,7 @@ fn bench_step_enqueueing(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("discovery", size), |b| {
             let fx = fixture();
             let shape = &fx.shapes[index];
-            b.to_async(timed()).iter_custom(|iters| async move {
+            b.to_async(timed()).iter_custom(counted(|iters| async move {
                 let mut conn = fx.db.pool.acquire().await.expect("connection");
                 let start = Instant::now();
                 for _ in 0..iters {
@@ -188,13 +188,13 @@ fn bench_step_enqueueing(c: &mut Criterion) {
                     );
                 }
                 start.elapsed()
-            });
+            }));
         });
 
         group.bench_function(BenchmarkId::new("transition", size), |b| {
             let fx = fixture();
             let shape = &fx.shapes[index];
-            b.to_async(timed()).iter_custom(|iters| async move {
+            b.to_async(timed()).iter_custom(counted(|iters| async move {
                 let prepared = prepare(&fx.db, shape, iters as usize).await;
                 let mut conn = fx.db.pool.acquire().await.expect("connection");
                 let start = Instant::now();
@@ -208,7 +208,7 @@ fn bench_step_enqueueing(c: &mut Criterion) {
                 drop(conn);
                 cleanup(fx, shape, &prepared).await;
                 elapsed
-            });
+            }));
         });
 
         group.bench_function(BenchmarkId::new("queue_send", size), |b| {
@@ -222,7 +222,7 @@ fn bench_step_enqueueing(c: &mut Criterion) {
                 })
                 .collect();
             let messages = &messages;
-            b.to_async(timed()).iter_custom(|iters| async move {
+            b.to_async(timed()).iter_custom(counted(|iters| async move {
                 let mut conn = fx.db.pool.acquire().await.expect("connection");
                 let start = Instant::now();
                 for _ in 0..iters {
@@ -235,13 +235,13 @@ fn bench_step_enqueueing(c: &mut Criterion) {
                 drop(conn);
                 purge_queue(&fx.db.pool, &namespace_queue_name(shape.namespace())).await;
                 elapsed
-            });
+            }));
         });
 
         group.bench_function(BenchmarkId::new("enqueue_for_task", size), |b| {
             let fx = fixture();
             let shape = &fx.shapes[index];
-            b.to_async(timed()).iter_custom(|iters| async move {
+            b.to_async(timed()).iter_custom(counted(|iters| async move {
                 let prepared = prepare(&fx.db, shape, iters as usize).await;
                 let start = Instant::now();
                 for p in &prepared {
@@ -256,18 +256,14 @@ fn bench_step_enqueueing(c: &mut Criterion) {
                 let elapsed = start.elapsed();
                 cleanup(fx, shape, &prepared).await;
                 elapsed
-            });
+            }));
         });
     }
     group.finish();
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20)
-        .noise_threshold(0.05)
+    criterion_config(Duration::from_secs(2), 20)
 }
 
 criterion_group! {

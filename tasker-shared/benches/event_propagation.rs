@@ -25,7 +25,8 @@ use criterion::{criterion_group, Criterion};
 use sqlx::pool::PoolConnection;
 use sqlx::Postgres;
 use tasker_shared::bench_support::{
-    runtime, server_context, teardown, timed, BenchArgs, BenchDatabase, BenchMode, LatencyLog,
+    counted, criterion_config, runtime, server_context, teardown, timed, BenchArgs, BenchDatabase,
+    BenchMode, LatencyLog,
 };
 use tasker_shared::messaging::{Queue, QueueListener, StepMessage, Wake};
 use tokio::sync::Mutex;
@@ -166,18 +167,14 @@ fn bench_event_propagation(c: &mut Criterion) {
         group.bench_function(variant.id(), |b| {
             let fx = fixture();
             b.to_async(timed())
-                .iter_custom(|iters| run(fx, variant, iters));
+                .iter_custom(counted(|iters| run(fx, variant, iters)));
         });
     }
     group.finish();
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(50)
-        .noise_threshold(0.05)
+    criterion_config(Duration::from_secs(3), 50)
 }
 
 criterion_group! {

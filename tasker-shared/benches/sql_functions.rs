@@ -47,8 +47,8 @@ use criterion::{criterion_group, BenchmarkId, Criterion};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 use tasker_shared::bench_support::{
-    runtime, seed_dataset, teardown, timed, BenchArgs, BenchDatabase, DatasetSpec, Scenario,
-    SeededDataset, DAG, DIAMOND, LINEAR, TREE,
+    counted, criterion_config, each, runtime, seed_dataset, teardown, timed, BenchArgs,
+    BenchDatabase, DatasetSpec, Scenario, SeededDataset, DAG, DIAMOND, LINEAR, TREE,
 };
 use tasker_shared::sql_functions;
 use tasker_shared::state::TaskState;
@@ -205,7 +205,7 @@ fn bench_next_ready_tasks(c: &mut Criterion) {
     for batch in [1, 10, 50, 100] {
         group.bench_with_input(BenchmarkId::new("batch", batch), &batch, |b, &batch| {
             let pool = &fixture().db.pool;
-            b.to_async(timed()).iter_custom(|iters| {
+            b.to_async(timed()).iter_custom(counted(|iters| {
                 on_one_connection(pool, iters, move |conn| {
                     Box::pin(async move {
                         sql_functions::get_next_ready_tasks(conn, batch)
@@ -214,7 +214,7 @@ fn bench_next_ready_tasks(c: &mut Criterion) {
                             .len()
                     })
                 })
-            });
+            }));
         });
     }
     group.finish();
@@ -228,7 +228,7 @@ fn bench_step_readiness(c: &mut Criterion) {
         group.bench_function(id, |b| {
             let fx = fixture();
             let task = fx.readiness[i].1;
-            b.to_async(timed()).iter_custom(|iters| {
+            b.to_async(timed()).iter_custom(counted(|iters| {
                 on_one_connection(&fx.db.pool, iters, move |conn| {
                     Box::pin(async move {
                         sql_functions::get_step_readiness_status(conn, task, None)
@@ -237,7 +237,7 @@ fn bench_step_readiness(c: &mut Criterion) {
                             .len()
                     })
                 })
-            });
+            }));
         });
     }
     group.finish();
@@ -249,13 +249,13 @@ fn bench_transition(c: &mut Criterion) {
         group.bench_function(SAMPLE_LABELS.flips[i], |b| {
             let fx = fixture();
             let flip = &fx.flips[i];
-            b.to_async(timed()).iter_custom(|iters| async move {
+            b.to_async(timed()).iter_custom(counted(|iters| async move {
                 let elapsed =
                     on_one_connection(&fx.db.pool, iters, move |conn| Box::pin(flip.flip(conn)))
                         .await;
                 prune_history(flip).await;
                 elapsed
-            });
+            }));
         });
     }
     group.finish();
@@ -327,7 +327,7 @@ fn bench_execution_context(c: &mut Criterion) {
         group.bench_function(SAMPLE_LABELS.contexts[i], |b| {
             let fx = fixture();
             let task = fx.contexts[i].1;
-            b.to_async(timed()).iter_custom(|iters| {
+            b.to_async(timed()).iter_custom(counted(|iters| {
                 on_one_connection(&fx.db.pool, iters, move |conn| {
                     Box::pin(async move {
                         sql_functions::get_task_execution_context(conn, task)
@@ -337,7 +337,7 @@ fn bench_execution_context(c: &mut Criterion) {
                             .total_steps as usize
                     })
                 })
-            });
+            }));
         });
     }
     group.finish();
@@ -349,7 +349,7 @@ fn bench_transitive_dependencies(c: &mut Criterion) {
         group.bench_function(SAMPLE_LABELS.ancestors[i], |b| {
             let fx = fixture();
             let step = fx.ancestors[i].1;
-            b.to_async(timed()).iter_custom(|iters| {
+            b.to_async(timed()).iter_custom(counted(|iters| {
                 on_one_connection(&fx.db.pool, iters, move |conn| {
                     Box::pin(async move {
                         sql_functions::get_step_transitive_dependencies(conn, step)
@@ -358,7 +358,7 @@ fn bench_transitive_dependencies(c: &mut Criterion) {
                             .len()
                     })
                 })
-            });
+            }));
         });
     }
     group.finish();
@@ -372,16 +372,16 @@ fn bench_pool_checkout(c: &mut Criterion) {
     let mut group = c.benchmark_group("pool_checkout");
     group.bench_function("select_1_pooled", |b| {
         let pool = &fixture().db.pool;
-        b.to_async(timed()).iter(|| async move {
+        b.to_async(timed()).iter(each(|| async move {
             sqlx::query_scalar::<_, i32>("SELECT 1")
                 .fetch_one(pool)
                 .await
                 .expect("SELECT 1 through the pool")
-        });
+        }));
     });
     group.bench_function("select_1_held", |b| {
         let pool = &fixture().db.pool;
-        b.to_async(timed()).iter_custom(|iters| {
+        b.to_async(timed()).iter_custom(counted(|iters| {
             on_one_connection(pool, iters, |conn| {
                 Box::pin(async move {
                     sqlx::query_scalar::<_, i32>("SELECT 1")
@@ -390,14 +390,14 @@ fn bench_pool_checkout(c: &mut Criterion) {
                         .expect("SELECT 1 on a held connection")
                 })
             })
-        });
+        }));
     });
     // A statement that works the server: each checkout hands out the idle connection
     // returned longest ago, so consecutive calls rotate over the pool's server processes.
     group.bench_function("transition_pooled", |b| {
         let fx = fixture();
         let flip = &fx.flips[0];
-        b.to_async(timed()).iter_custom(|iters| async move {
+        b.to_async(timed()).iter_custom(counted(|iters| async move {
             let pool = &fx.db.pool;
             let start = Instant::now();
             for _ in 0..iters {
@@ -406,17 +406,17 @@ fn bench_pool_checkout(c: &mut Criterion) {
             let elapsed = start.elapsed();
             prune_history(flip).await;
             elapsed
-        });
+        }));
     });
     group.bench_function("transition_held", |b| {
         let fx = fixture();
         let flip = &fx.flips[0];
-        b.to_async(timed()).iter_custom(|iters| async move {
+        b.to_async(timed()).iter_custom(counted(|iters| async move {
             let elapsed =
                 on_one_connection(&fx.db.pool, iters, move |conn| Box::pin(flip.flip(conn))).await;
             prune_history(flip).await;
             elapsed
-        });
+        }));
     });
     group.finish();
 }
@@ -934,11 +934,7 @@ fn walk(node: &Value, indent: usize, big_tables: &HashMap<String, f64>) {
 fn config() -> Criterion {
     // Each call is sub-millisecond: two seconds give thousands of iterations per sample set,
     // and 29 benchmarks stay near two minutes. The noise threshold reflects a shared machine.
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(50)
-        .noise_threshold(0.05)
+    criterion_config(Duration::from_secs(2), 50)
 }
 
 criterion_group! {

@@ -53,11 +53,26 @@ pub fn timed() -> Timed {
 
 pub struct Timed;
 
+pub use crate::bench_db_stats::{counted, each};
+
+/// The criterion configuration every bench starts from: one second of warm-up, a 5 % noise
+/// threshold (a shared machine), the given measurement time and sample count, and the
+/// profiler hook through which the counting pass reads each benchmark's database counts
+/// ([`crate::bench_db_stats`]).
+pub fn criterion_config(measurement: Duration, sample_size: usize) -> criterion::Criterion {
+    criterion::Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(measurement)
+        .sample_size(sample_size)
+        .noise_threshold(0.05)
+        .with_profiler(crate::bench_db_stats::DbStats)
+}
+
 impl criterion::async_executor::AsyncExecutor for Timed {
     fn block_on<T>(&self, future: impl std::future::Future<Output = T>) -> T {
         #[cfg(unix)]
         crate::bench_turns::take();
-        let output = runtime().block_on(future);
+        let output = crate::bench_db_stats::around_sample(|| runtime().block_on(future));
         #[cfg(unix)]
         crate::bench_turns::pass();
         output
@@ -83,6 +98,7 @@ impl BenchDatabase {
             .await
             .unwrap_or_else(|reason| panic!("benchmark database: {reason}"))
             .keep();
+        crate::bench_db_stats::register_database(&db.name, &db.url);
         if crate::database::database_url_from_env().is_some() {
             CREATED
                 .lock()

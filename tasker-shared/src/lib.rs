@@ -3,6 +3,8 @@
 //! PostgreSQL for development, tests and benchmarks.
 
 #[cfg(feature = "benchmarks")]
+pub mod bench_db_stats;
+#[cfg(feature = "benchmarks")]
 pub mod bench_support;
 #[cfg(all(feature = "benchmarks", unix))]
 pub mod bench_turns;

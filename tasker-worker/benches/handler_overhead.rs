@@ -30,7 +30,8 @@ use common::{enqueued_tasks, step_queue, NoopHandler};
 use criterion::{criterion_group, Criterion};
 use serde_json::json;
 use tasker_shared::bench_support::{
-    delete_tasks, purge_queue, register, runtime, teardown, timed, wide_template, BenchDatabase,
+    counted, criterion_config, delete_tasks, each, purge_queue, register, runtime, teardown, timed,
+    wide_template, BenchDatabase,
 };
 use tasker_shared::messaging::{Queue, QueueListener, Wake, RESULTS_QUEUE};
 use tasker_shared::templates::TaskTemplate;
@@ -110,8 +111,9 @@ fn bench_handler_overhead(c: &mut Criterion) {
         let handler = NoopHandler;
         let ctx = context();
         let (handler, ctx) = (&handler, &ctx);
-        b.to_async(timed())
-            .iter(|| async move { handler.call(ctx).await.expect("no-op succeeds") });
+        b.to_async(timed()).iter(each(|| async move {
+            handler.call(ctx).await.expect("no-op succeeds")
+        }));
     });
 
     group.bench_function("executor_execute", |b| {
@@ -124,16 +126,16 @@ fn bench_handler_overhead(c: &mut Criterion) {
             context: context(),
         };
         let (registry, claimed) = (&registry, &claimed);
-        b.to_async(timed()).iter(|| async move {
+        b.to_async(timed()).iter(each(|| async move {
             execute(registry, claimed, Duration::from_secs(30))
                 .await
                 .expect("no-op succeeds")
-        });
+        }));
     });
 
     group.bench_function("worker_round_trip", |b| {
         let fx = fixture();
-        b.to_async(timed()).iter_custom(|iters| async move {
+        b.to_async(timed()).iter_custom(counted(|iters| async move {
             let pool = &fx.db.pool;
             let prepared =
                 enqueued_tasks(pool, fx.named_task_uuid, &fx.template, iters as usize).await;
@@ -157,17 +159,13 @@ fn bench_handler_overhead(c: &mut Criterion) {
             purge_queue(pool, queue.name()).await;
             purge_queue(pool, RESULTS_QUEUE).await;
             total
-        });
+        }));
     });
     group.finish();
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20)
-        .noise_threshold(0.05)
+    criterion_config(Duration::from_secs(2), 20)
 }
 
 criterion_group! {

@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use common::{enqueued_tasks, step_queue, IoHandler, NoopHandler};
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
 use tasker_shared::bench_support::{
-    delete_tasks, purge_queue, register, runtime, teardown, timed, wide_template, BenchDatabase,
+    counted, criterion_config, delete_tasks, purge_queue, register, runtime, teardown, timed,
+    wide_template, BenchDatabase,
 };
 use tasker_shared::messaging::{Queue, QueueListener, Wake, RESULTS_QUEUE};
 use tasker_shared::templates::TaskTemplate;
@@ -166,7 +167,7 @@ fn bench_worker_throughput(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new(handler, concurrency), |b| {
                 let fx = fixture();
                 b.to_async(timed())
-                    .iter_custom(|iters| run(fx, handler, concurrency, iters));
+                    .iter_custom(counted(|iters| run(fx, handler, concurrency, iters)));
             });
         }
     }
@@ -174,11 +175,7 @@ fn bench_worker_throughput(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(10)
-        .noise_threshold(0.05)
+    criterion_config(Duration::from_secs(3), 10)
 }
 
 criterion_group! {

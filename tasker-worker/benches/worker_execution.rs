@@ -26,7 +26,8 @@ use common::{enqueued_tasks, step_queue, NoopHandler};
 use criterion::{criterion_group, Criterion};
 use serde_json::{json, Value};
 use tasker_shared::bench_support::{
-    delete_tasks, purge_queue, register, runtime, teardown, timed, wide_template, BenchDatabase,
+    counted, criterion_config, delete_tasks, each, purge_queue, register, runtime, teardown, timed,
+    wide_template, BenchDatabase,
 };
 use tasker_shared::messaging::{Queue, StepMessage, RESULTS_QUEUE};
 use tasker_shared::templates::TaskTemplate;
@@ -107,7 +108,7 @@ fn bench_worker_execution(c: &mut Criterion) {
 
     group.bench_function("claim", |b| {
         let fx = fixture();
-        b.to_async(timed()).iter_custom(|iters| async move {
+        b.to_async(timed()).iter_custom(counted(|iters| async move {
             let tasks = announced(fx, iters as usize).await;
             let start = Instant::now();
             for _ in 0..iters {
@@ -116,7 +117,7 @@ fn bench_worker_execution(c: &mut Criterion) {
             let elapsed = start.elapsed();
             cleanup(fx, &tasks).await;
             elapsed
-        });
+        }));
     });
 
     group.bench_function("execute", |b| {
@@ -127,17 +128,17 @@ fn bench_worker_execution(c: &mut Criterion) {
             (tasks, read_and_claim(fx).await)
         });
         let claimed = &claimed;
-        b.to_async(timed()).iter(|| async move {
+        b.to_async(timed()).iter(each(|| async move {
             execute(&fx.registry, claimed, HANDLER_TIMEOUT)
                 .await
                 .expect("the no-op handler succeeds")
-        });
+        }));
         runtime().block_on(cleanup(fx, &tasks));
     });
 
     group.bench_function("submit", |b| {
         let fx = fixture();
-        b.to_async(timed()).iter_custom(|iters| async move {
+        b.to_async(timed()).iter_custom(counted(|iters| async move {
             let tasks = announced(fx, iters as usize).await;
             let mut claimed = Vec::with_capacity(iters as usize);
             for _ in 0..iters {
@@ -154,12 +155,12 @@ fn bench_worker_execution(c: &mut Criterion) {
             let elapsed = start.elapsed();
             cleanup(fx, &tasks).await;
             elapsed
-        });
+        }));
     });
 
     group.bench_function("cycle", |b| {
         let fx = fixture();
-        b.to_async(timed()).iter_custom(|iters| async move {
+        b.to_async(timed()).iter_custom(counted(|iters| async move {
             let tasks = announced(fx, iters as usize).await;
             let start = Instant::now();
             for _ in 0..iters {
@@ -173,17 +174,13 @@ fn bench_worker_execution(c: &mut Criterion) {
             let elapsed = start.elapsed();
             cleanup(fx, &tasks).await;
             elapsed
-        });
+        }));
     });
     group.finish();
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20)
-        .noise_threshold(0.05)
+    criterion_config(Duration::from_secs(2), 20)
 }
 
 criterion_group! {

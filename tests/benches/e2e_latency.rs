@@ -35,7 +35,8 @@ use common::{wait_finished, Deployment, WORKFLOWS};
 use criterion::{criterion_group, Criterion, SamplingMode};
 use serde_json::json;
 use tasker_shared::bench_support::{
-    runtime, server_context, teardown, timed, BenchArgs, BenchMode, LatencyLog,
+    counted, criterion_config, runtime, server_context, teardown, timed, BenchArgs, BenchMode,
+    LatencyLog,
 };
 
 /// The worker's step concurrency (the service default).
@@ -89,18 +90,14 @@ fn bench_e2e_latency(c: &mut Criterion) {
         group.bench_function(id, |b| {
             let d = deployment();
             b.to_async(timed())
-                .iter_custom(|iters| run(d, workflow, id, iters));
+                .iter_custom(counted(|iters| run(d, workflow, id, iters)));
         });
     }
     group.finish();
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
-        .sample_size(20)
-        .noise_threshold(0.05)
+    criterion_config(Duration::from_secs(5), 20)
 }
 
 criterion_group! {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use common::{wait_finished, Deployment};
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
 use futures::StreamExt;
-use tasker_shared::bench_support::{runtime, teardown, timed, LINEAR};
+use tasker_shared::bench_support::{counted, criterion_config, runtime, teardown, timed, LINEAR};
 use uuid::Uuid;
 
 const TASKS_PER_ITERATION: usize = 50;
@@ -87,18 +87,15 @@ fn bench_e2e_throughput(c: &mut Criterion) {
     for concurrency in CONCURRENCY {
         group.bench_function(BenchmarkId::new("linear_x50", concurrency), |b| {
             let d = deployment(concurrency);
-            b.to_async(timed()).iter_custom(|iters| burst(d, iters));
+            b.to_async(timed())
+                .iter_custom(counted(|iters| burst(d, iters)));
         });
     }
     group.finish();
 }
 
 fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(2))
-        .measurement_time(Duration::from_secs(8))
-        .sample_size(10)
-        .noise_threshold(0.05)
+    criterion_config(Duration::from_secs(8), 10).warm_up_time(Duration::from_secs(2))
 }
 
 criterion_group! {

@@ -173,6 +173,10 @@ pub struct Analysis {
     pub hot_paths: Vec<HotPath>,
     pub max_stack_depth: usize,
     pub recursion: Vec<Recursion>,
+    /// Share of samples taken in the kernel; their self time is charged to the program's
+    /// innermost frame (see [`Stack::self_frame`]).
+    #[serde(default)]
+    pub kernel_pct: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -210,12 +214,34 @@ pub fn matches_pattern(frame: &str, pattern: &str) -> bool {
     })
 }
 
+/// The suffix inferno's perf folder gives kernel frames (`annotate_kernel`).
+pub const KERNEL_SUFFIX: &str = "_[k]";
+
 /// One line of folded stacks: process (when `first_frame_is_process`), frames root to
-/// leaf with hash suffixes removed, and its sample count.
+/// leaf with hash suffixes and kernel marks removed, and its sample count.
 pub struct Stack<'a> {
     pub root: Option<&'a str>,
     pub frames: Vec<&'a str>,
+    /// How many frames, from the root, end at the innermost frame of the program: the frames
+    /// after them are the kernel's (a system call, a page fault, an interrupt).
+    pub program_frames: usize,
     pub count: u64,
+}
+
+impl<'a> Stack<'a> {
+    /// The frame a sample's self time is charged to: the innermost frame of the program, so
+    /// time in the kernel counts for the code that asked for it (the leaf when the whole
+    /// stack is the kernel's).
+    pub fn self_frame(&self) -> Option<&'a str> {
+        match self.program_frames {
+            0 => self.frames.last().copied(),
+            n => Some(self.frames[n - 1]),
+        }
+    }
+
+    pub fn in_kernel(&self) -> bool {
+        self.program_frames < self.frames.len()
+    }
 }
 
 /// Parses folded stacks; the comparison of two runs reuses it for its own counts.
@@ -235,8 +261,19 @@ pub fn parse(folded: &str, opts: Options) -> Result<Vec<Stack<'_>>> {
                 n + 1
             );
         };
-        let mut frames: Vec<&str> = stack.split(';').map(normalise).collect();
+        let mut frames: Vec<&str> = Vec::new();
+        let mut program_frames = 0;
+        for raw in stack.split(';') {
+            match raw.strip_suffix(KERNEL_SUFFIX) {
+                Some(kernel) => frames.push(normalise(kernel)),
+                None => {
+                    frames.push(normalise(raw));
+                    program_frames = frames.len();
+                }
+            }
+        }
         let root = if opts.first_frame_is_process && !frames.is_empty() {
+            program_frames = program_frames.saturating_sub(1);
             Some(frames.remove(0))
         } else {
             None
@@ -244,6 +281,7 @@ pub fn parse(folded: &str, opts: Options) -> Result<Vec<Stack<'_>>> {
         stacks.push(Stack {
             root,
             frames,
+            program_frames,
             count,
         });
     }
@@ -270,14 +308,18 @@ pub fn analyse(folded: &str, opts: Options) -> Result<Analysis> {
     let mut recursion: HashMap<&str, (usize, u64)> = HashMap::new();
     let mut paths: HashMap<Vec<&str>, u64> = HashMap::new();
     let mut max_depth = 0;
+    let mut kernel_samples = 0;
 
     for stack in &stacks {
         max_depth = max_depth.max(stack.frames.len());
         if let Some(root) = stack.root {
             *roots.entry(root).or_default() += stack.count;
         }
-        if let Some(leaf) = stack.frames.last() {
+        if let Some(leaf) = stack.self_frame() {
             *self_samples.entry(leaf).or_default() += stack.count;
+        }
+        if stack.in_kernel() {
+            kernel_samples += stack.count;
         }
         // A recursive function is on the stack several times but spends the time once.
         let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -400,6 +442,7 @@ pub fn analyse(folded: &str, opts: Options) -> Result<Analysis> {
         hot_paths,
         max_stack_depth: max_depth,
         recursion,
+        kernel_pct: pct(kernel_samples, total),
     })
 }
 
@@ -454,6 +497,35 @@ app;main;c 30
         assert_eq!(hot, ["b", "c", "a"]);
         assert_eq!(a.max_stack_depth, 3);
         assert_eq!(a.hot_paths[0].frames, ["main", "a", "b"]);
+    }
+
+    #[test]
+    fn kernel_time_is_charged_to_the_function_that_entered_the_kernel() {
+        let folded = "\
+app;main;send;__x64_sys_sendto_[k];_raw_spin_unlock_irqrestore_[k] 60
+app;main;parse 30
+swapper;cpu_idle_[k] 10
+";
+        let a = analyse(folded, OPTS).expect("valid input");
+        assert_eq!(a.top_self[0].function, "send");
+        assert_eq!(a.top_self[0].self_samples, 60);
+        assert!(
+            a.top_self
+                .iter()
+                .all(|f| f.function != "_raw_spin_unlock_irqrestore"),
+            "a kernel frame below the program's gets no self time"
+        );
+        assert_eq!(
+            find(&a.top_total, "_raw_spin_unlock_irqrestore").total_samples,
+            60,
+            "kernel frames keep their total time, without the mark"
+        );
+        assert_eq!(
+            find(&a.top_self, "cpu_idle").self_samples,
+            10,
+            "a stack of only kernel frames keeps its leaf"
+        );
+        assert_eq!(a.kernel_pct, 70.0);
     }
 
     #[test]

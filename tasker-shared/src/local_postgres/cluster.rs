@@ -23,6 +23,10 @@ pub const CLUSTER_USER: &str = "postgres";
 /// the last few hundred milliseconds of commits but never corrupts data (unlike `fsync = off`).
 /// That is the setting a throughput-oriented deployment of an orchestration engine would pick,
 /// and it keeps the test suite fast; benchmarks report it alongside their figures.
+///
+/// `pg_stat_statements` counts every statement, nested ones inside SQL functions included:
+/// the benchmarks' counting pass reads it (`bench_db_stats`), and anyone can query it. The
+/// cost of recording is measured in docs/observability/profiling-workflow.md.
 const SETTINGS: &str = "
 # added by tasker's local cluster setup
 listen_addresses = '127.0.0.1'
@@ -32,6 +36,10 @@ shared_buffers = 256MB
 synchronous_commit = off
 log_min_messages = warning
 log_line_prefix = '%m [%p] %d '
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.max = 20000
+pg_stat_statements.track = all
+track_functions = all
 ";
 
 /// What `cluster.json` records about a cluster.

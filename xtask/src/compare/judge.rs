@@ -515,6 +515,11 @@ pub fn judge(base: &RunDir, post: &RunDir, opts: &Options) -> Result<Judged> {
     }
     let latency = latency_signals(&out.lists.rows, post, opts, context.blocked);
     out.signals.extend(latency);
+    let (statements, statement_signals) = match (&base.database, &post.database) {
+        (Some(b), Some(p)) => super::statements::compare(b, p),
+        _ => (Vec::new(), Vec::new()),
+    };
+    out.signals.extend(statement_signals);
     if let Some(finding) = contention_finding(base, post).filter(|_| !measured.paired) {
         comparability.findings.push(finding);
     }
@@ -532,6 +537,7 @@ pub fn judge(base: &RunDir, post: &RunDir, opts: &Options) -> Result<Judged> {
         only_in_post: out.lists.only_in_post,
         not_compared: out.lists.not_compared,
         signals: out.signals,
+        statements,
         profiles: out.profiles,
         outcome: Outcome {
             status: Status::Pass,

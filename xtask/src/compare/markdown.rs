@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 
 use super::model::{Comparison, LimitKind, Metric, RunSummary, TimingRow, Unmatched};
 use super::profiles::Move;
+use super::statements::{Change, StatementRow};
 use super::verdict::Verdict;
+use crate::pipeline::database_report::{count, micros, shorten};
 use crate::pipeline::report::ns;
 
 /// Function names hold `|`, `<…>` and backticks; keep Markdown tables intact.
@@ -224,6 +226,8 @@ pub fn render(c: &Comparison) -> String {
         out.push('\n');
     }
 
+    statements_section(&mut out, &c.statements);
+
     out.push_str("## Profiles\n\n");
     for p in &c.profiles {
         let _ = writeln!(out, "### {}\n", p.target);
@@ -319,4 +323,63 @@ pub fn terminal(c: &Comparison) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Statements per iteration in both runs, and the statements that moved.
+fn statements_section(out: &mut String, rows: &[StatementRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str("## Statements per iteration\n\n");
+    out.push_str(
+        "Counted exactly in each run's counting pass; a change of half a statement per \
+         iteration or more counts. Server CPU is PostgreSQL's CPU time per iteration.\n\n\
+         | Target | Benchmark | Statements | Nested | Writing tx | Rows | Buffers | Server CPU | Result |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    let moved = |b: f64, a: f64| format!("{} → {}", count(b), count(a));
+    for r in rows {
+        let (b, p) = (&r.baseline, &r.post);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.target,
+            code(&r.benchmark),
+            moved(b.statements, p.statements),
+            moved(b.nested_statements, p.nested_statements),
+            moved(b.writing_transactions, p.writing_transactions),
+            moved(b.rows, p.rows),
+            moved(
+                b.shared_blocks_hit + b.shared_blocks_read,
+                p.shared_blocks_hit + p.shared_blocks_read
+            ),
+            match (b.server_cpu_us, p.server_cpu_us) {
+                (Some(x), Some(y)) => format!("{} → {}", micros(x), micros(y)),
+                _ => "–".to_owned(),
+            },
+            match r.change {
+                Change::More => "**more**",
+                Change::Fewer => "fewer (improvement)",
+                Change::Unchanged => "unchanged",
+            }
+        );
+    }
+    for r in rows.iter().filter(|r| !r.changed.is_empty()) {
+        let _ = writeln!(out, "\n{} {}:\n", r.target, code(&r.benchmark));
+        for c in &r.changed {
+            let _ = writeln!(
+                out,
+                "- {} {} → {} per iteration{}",
+                code(&shorten(&c.query)),
+                count(c.before),
+                count(c.after),
+                if c.toplevel {
+                    ""
+                } else {
+                    " (inside a function)"
+                }
+            );
+        }
+    }
+    out.push('\n');
 }

@@ -15,6 +15,7 @@ pub mod model;
 mod output;
 mod profiles;
 mod run_dir;
+pub mod statements;
 #[cfg(test)]
 mod testdata;
 mod verdict;

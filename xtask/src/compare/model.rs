@@ -37,6 +37,9 @@ pub struct Comparison {
     pub not_compared: Vec<Unmatched>,
     /// Every regression signal evaluated, fired or not.
     pub signals: Vec<Signal>,
+    /// Statements per iteration of every benchmark counted in both runs.
+    #[serde(default)]
+    pub statements: Vec<super::statements::StatementRow>,
     pub profiles: Vec<ProfileComparison>,
     pub outcome: Outcome,
 }

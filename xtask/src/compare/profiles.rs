@@ -108,8 +108,8 @@ impl Counts {
         let mut counts = Counts::default();
         for stack in &stacks {
             counts.samples += stack.count;
-            if let Some(leaf) = stack.frames.last() {
-                counts.functions.entry((*leaf).to_owned()).or_default().0 += stack.count;
+            if let Some(leaf) = stack.self_frame() {
+                counts.functions.entry(leaf.to_owned()).or_default().0 += stack.count;
             }
             let mut seen = HashSet::new();
             for frame in &stack.frames {
@@ -276,6 +276,8 @@ pub enum SignalKind {
     AllocationGrowth,
     LockGrowth,
     MessagePassing,
+    /// More statements per iteration than the baseline.
+    MoreStatements,
 }
 
 impl SignalKind {
@@ -286,6 +288,7 @@ impl SignalKind {
             SignalKind::AllocationGrowth => "allocation/cloning share grown",
             SignalKind::LockGrowth => "lock/synchronization share grown",
             SignalKind::MessagePassing => "message passing above its limit",
+            SignalKind::MoreStatements => "more statements per iteration",
         }
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 
+use crate::pipeline::counting::{DatabaseFile, DATABASE_FILE};
 use crate::pipeline::manifest::{
     AnalysisFile, Manifest, TargetRecord, Timings, ANALYSIS_FILE, MANIFEST_FILE, SCHEMA_VERSION,
     TIMINGS_FILE,
@@ -42,6 +43,8 @@ pub struct RunDir {
     pub role: Role,
     pub manifest: Manifest,
     pub timings: Timings,
+    /// The counting pass's figures; runs recorded before it existed have none.
+    pub database: Option<DatabaseFile>,
 }
 
 impl RunDir {
@@ -83,11 +86,18 @@ impl RunDir {
                 );
             }
         }
+        let database_file = dir.join(DATABASE_FILE);
+        let database = if database_file.exists() {
+            Some(read_json(&database_file, role)?)
+        } else {
+            None
+        };
         Ok(RunDir {
             dir: dir.to_owned(),
             role,
             manifest,
             timings,
+            database,
         })
     }
 

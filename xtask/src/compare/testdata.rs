@@ -102,6 +102,7 @@ pub fn run(role: Role, manifest: Manifest, benchmarks: Vec<BenchmarkTimings>) ->
         }),
         role,
         manifest,
+        database: None,
         timings: Timings {
             schema_version: 1,
             targets: vec![TargetTimings {

@@ -185,6 +185,20 @@ pub struct ProfileRecord {
     pub samples: Option<u64>,
     /// The function with the most self time and its share, e.g. for the final table.
     pub top_self: Option<TopFunction>,
+    /// PostgreSQL's processes in the same whole-machine recording, folded on their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerProfile>,
+}
+
+/// The database server's side of a whole-machine profile.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerProfile {
+    /// Paths relative to the output directory.
+    pub folded: String,
+    pub flamegraph: Option<String>,
+    pub samples: u64,
+    /// The server's functions with the most self time (kernel time charged to its callers).
+    pub top_self: Vec<TopFunction>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

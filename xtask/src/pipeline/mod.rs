@@ -3,7 +3,9 @@
 //! that replaces the output directory only when the run is complete.
 
 pub mod build;
+pub mod counting;
 pub mod database;
+pub mod database_report;
 pub mod manifest;
 pub mod outdir;
 pub mod profiler;
@@ -98,6 +100,10 @@ impl RunEnv {
             self.secrets.push(p);
         }
         self.vars.push(("DATABASE_URL".to_owned(), url));
+    }
+
+    pub fn has_database(&self) -> bool {
+        self.vars.iter().any(|(k, _)| k == "DATABASE_URL")
     }
 
     pub fn apply<'a>(&self, cmd: Cmd<'a>) -> Cmd<'a> {
@@ -662,8 +668,10 @@ impl<'a> Session<'a> {
             let result = self
                 .time(t, &mut refs, i, &progress, rounds)
                 .and_then(|()| {
-                    refs.iter_mut()
-                        .try_for_each(|s| self.profile(t, s, i, &progress))
+                    refs.iter_mut().try_for_each(|s| {
+                        self.profile(t, s, i, &progress)?;
+                        self.count(t, s, i, &progress)
+                    })
                 });
             if let Err(e) = result {
                 for s in sides.iter_mut() {
@@ -870,6 +878,45 @@ impl<'a> Session<'a> {
     }
 }
 
+impl Session<'_> {
+    /// The counting pass of bench target `i` on one side: what each benchmark costs the
+    /// database per iteration (needs the database the session provides).
+    fn count(
+        &self,
+        t: &Target,
+        side: &mut Side,
+        i: usize,
+        progress: &progress::Progress,
+    ) -> Result<()> {
+        if interrupted() {
+            bail!("interrupted");
+        }
+        let Some(exe) = side.executables[i].clone() else {
+            return Ok(());
+        };
+        if t.kind != Kind::Bench || !t.needs_database || !self.env.has_database() {
+            return Ok(());
+        }
+        progress.phase(
+            i,
+            &t.name,
+            &format!("counting database statements of {}", side.label),
+        );
+        let out = side.dir().to_owned();
+        let counted = counting::CountingPass {
+            sh: self.sh,
+            env: &self.env,
+            exe: &exe,
+            target: t,
+            out: &out,
+            criterion_home: &self.scratch.join(format!("count-{}", side.label)),
+        }
+        .run()?;
+        side.add_counts(counted);
+        Ok(())
+    }
+}
+
 /// The parts of a manifest that the run's steps produced.
 struct ManifestParts {
     started_at: String,
@@ -937,6 +984,7 @@ fn write_baseline_doc(opts: &Options, finished: &side::Finished) -> Result<()> {
             &finished.manifest,
             &finished.timings,
             &finished.analyses,
+            &finished.database,
             rel,
         ),
     )

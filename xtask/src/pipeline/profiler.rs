@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use inferno::collapse::Collapse;
 use xshell::{cmd, Shell};
 
-use super::manifest::ProfileRecord;
+use super::manifest::{ProfileRecord, ServerProfile, TopFunction};
 use super::RunEnv;
 use crate::flags::ProfilerChoice;
 use crate::plan::{Kind, Target};
@@ -137,6 +137,7 @@ impl ProfilePass<'_> {
             flamegraph: None,
             samples: None,
             top_self: None,
+            server: None,
         };
         if self.profiler != ProfilerChoice::Perf {
             // samply saves an unsymbolicated Firefox-profiler file; `samply load` reads it.
@@ -152,10 +153,7 @@ impl ProfilePass<'_> {
         )?;
         std::fs::write(dir.join("folded.txt"), &folded).context("writing folded stacks")?;
         record.folded = Some(format!("profiles/{}/folded.txt", t.name));
-        let samples: u64 = folded
-            .lines()
-            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, n)| n.parse::<u64>().ok()))
-            .sum();
+        let samples = sample_count(&folded);
         record.samples = Some(samples);
         if samples == 0 {
             bail!(
@@ -166,11 +164,74 @@ impl ProfilePass<'_> {
         let svg = dir.join("flamegraph.svg");
         render_flamegraph(&folded, &svg, &self.title)?;
         record.flamegraph = Some(format!("profiles/{}/flamegraph.svg", t.name));
+        if self.perf.system_wide && t.needs_database {
+            record.server = self.server_profile(&dir)?;
+        }
         Ok(Profiled {
             record,
             folded: Some(folded),
         })
     }
+}
+
+/// Server functions listed in the manifest.
+const SERVER_TOP: usize = 10;
+
+impl ProfilePass<'_> {
+    /// PostgreSQL's samples in the whole-machine recording: folded, drawn and ranked on
+    /// their own, next to the program's.
+    fn server_profile(&self, dir: &Path) -> Result<Option<ServerProfile>> {
+        let t = self.target;
+        let log = self
+            .out
+            .join("logs")
+            .join(&t.name)
+            .join("perf-script-server.log");
+        let folded = fold_selection(
+            &dir.join("perf.data"),
+            &log,
+            &["--comm".to_owned(), SERVER_COMMAND.to_owned()],
+        )?;
+        let samples = sample_count(&folded);
+        if samples == 0 {
+            return Ok(None);
+        }
+        std::fs::write(dir.join("server-folded.txt"), &folded)
+            .context("writing the server's folded stacks")?;
+        let svg = dir.join("server-flamegraph.svg");
+        render_flamegraph(&folded, &svg, &format!("PostgreSQL during {}", self.title))?;
+        let analysis = crate::analysis::analyse(
+            &folded,
+            crate::analysis::Options {
+                hot_path_pct: t.thresholds.hot_path_pct,
+                first_frame_is_process: true,
+            },
+        )?;
+        Ok(Some(ServerProfile {
+            folded: format!("profiles/{}/server-folded.txt", t.name),
+            flamegraph: Some(format!("profiles/{}/server-flamegraph.svg", t.name)),
+            samples,
+            top_self: analysis
+                .top_self
+                .iter()
+                .take(SERVER_TOP)
+                .map(|f| TopFunction {
+                    function: f.function.clone(),
+                    self_pct: f.self_pct,
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// The command name of PostgreSQL's processes (postmaster, backends, background workers).
+const SERVER_COMMAND: &str = "postgres";
+
+fn sample_count(folded: &str) -> u64 {
+    folded
+        .lines()
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, n)| n.parse::<u64>().ok()))
+        .sum()
 }
 
 /// How perf samples for this user.
@@ -319,13 +380,21 @@ pub fn fold_perf(raw: &Path, log: &Path, system_wide: bool) -> Result<String> {
             raw.display()
         );
     }
+    let selection = match &pids {
+        Some(pids) => {
+            let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+            vec!["--pid".to_owned(), list.join(",")]
+        }
+        None => Vec::new(),
+    };
+    fold_selection(raw, log, &selection)
+}
+
+/// `perf script` of the samples `selection` picks (`--pid …`, `--comm …`, or all), folded.
+fn fold_selection(raw: &Path, log: &Path, selection: &[String]) -> Result<String> {
     let stderr = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut command = Command::new("perf");
-    command.arg("script").arg("-i").arg(raw);
-    if let Some(pids) = &pids {
-        let list: Vec<String> = pids.iter().map(u32::to_string).collect();
-        command.arg("--pid").arg(list.join(","));
-    }
+    command.arg("script").arg("-i").arg(raw).args(selection);
     let mut child = command
         // Inline expansion runs addr2line per frame: minutes on big profiles, little gain.
         .arg("--no-inline")
@@ -341,7 +410,10 @@ pub fn fold_perf(raw: &Path, log: &Path, system_wide: bool) -> Result<String> {
         .take()
         .context("capturing `perf script` output")?;
     let mut folded = Vec::new();
-    let mut folder = inferno::collapse::perf::Folder::default();
+    // Kernel frames marked (`_[k]`), so the analysis charges their time to the program.
+    let mut options = inferno::collapse::perf::Options::default();
+    options.annotate_kernel = true;
+    let mut folder = inferno::collapse::perf::Folder::from(options);
     let collapsed = folder.collapse(BufReader::new(stdout), &mut folded);
     let status = child.wait().context("waiting for `perf script`")?;
     collapsed.context("folding `perf script` output")?;

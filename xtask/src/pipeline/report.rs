@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::counting::DatabaseFile;
 use super::manifest::{AnalysisFile, Manifest, TargetStatus, Timings};
 use crate::analysis::{Analysis, FunctionShare};
 use crate::plan::Kind;
@@ -120,8 +121,8 @@ fn analysis_section(out: &mut String, a: &Analysis, frequency: u32) {
     );
     let _ = writeln!(
         out,
-        "Top functions by self time (bold: at or above {:.0}%):\n",
-        a.hot_path_pct
+        "Top functions by self time (bold: at or above {:.0}%; the {:.1}% of samples taken in the kernel are charged to the program's function that entered it):\n",
+        a.hot_path_pct, a.kernel_pct
     );
     function_table(out, &a.top_self, a.hot_path_pct);
     let _ = writeln!(out, "Top functions by total time:\n");
@@ -182,7 +183,12 @@ fn analysis_section(out: &mut String, a: &Analysis, frequency: u32) {
     }
 }
 
-pub fn summary(m: &Manifest, timings: &Timings, analyses: &AnalysisFile) -> String {
+pub fn summary(
+    m: &Manifest,
+    timings: &Timings,
+    analyses: &AnalysisFile,
+    database: &DatabaseFile,
+) -> String {
     let mut out = format!("# Profile summary: {}\n\n", m.label);
     header(&mut out, m);
     out.push_str("\n## Interference check\n\n| Status | Check | Reason |\n|---|---|---|\n");
@@ -224,6 +230,7 @@ pub fn summary(m: &Manifest, timings: &Timings, analyses: &AnalysisFile) -> Stri
         }
         analysis_section(&mut out, &t.analysis, m.options.sample_frequency_hz);
     }
+    super::database_report::section(&mut out, database, m);
     out
 }
 
@@ -268,6 +275,7 @@ pub fn baseline_doc(
     m: &Manifest,
     timings: &Timings,
     analyses: &AnalysisFile,
+    database: &DatabaseFile,
     dir: &Path,
 ) -> String {
     let mut out = String::from("# Lifecycle performance baseline\n\n");
@@ -304,6 +312,8 @@ pub fn baseline_doc(
     if hot.is_empty() {
         out.push_str("| (none above the threshold) | | | |\n");
     }
+
+    super::database_report::section(&mut out, database, m);
 
     out.push_str("\n## Time per lifecycle module and kind of work\n\nShare of each target's samples with the module or kind of work on the stack.\n\n");
     let mut head = String::from("| Target |");

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
 use super::build::Cargo;
+use super::counting::{DatabaseFile, TargetCounts, DATABASE_FILE};
 use super::manifest::{
     AnalysisFile, Manifest, Pairing, TargetAnalysis, TargetRecord, TargetStatus, TargetTimings,
     Timings, SCHEMA_VERSION,
@@ -31,6 +32,7 @@ pub struct Side {
     pub executables: Vec<Option<PathBuf>>,
     pub timings: Timings,
     pub analyses: AnalysisFile,
+    pub database: DatabaseFile,
     pub pairing: Option<Pairing>,
 }
 
@@ -74,6 +76,10 @@ impl Side {
                 targets: Vec::new(),
             },
             analyses: AnalysisFile {
+                schema_version: SCHEMA_VERSION,
+                targets: Vec::new(),
+            },
+            database: DatabaseFile {
                 schema_version: SCHEMA_VERSION,
                 targets: Vec::new(),
             },
@@ -152,6 +158,10 @@ impl Side {
         self.timings.targets.push(timings);
     }
 
+    pub fn add_counts(&mut self, counts: TargetCounts) {
+        self.database.targets.push(counts);
+    }
+
     pub fn add_analysis(&mut self, t: &Target, analysis: Analysis) {
         self.analyses.targets.push(TargetAnalysis {
             name: t.name.clone(),
@@ -168,9 +178,10 @@ impl Side {
             .context("copying the plan")?;
         super::write_json(&out.join(super::manifest::TIMINGS_FILE), &self.timings)?;
         super::write_json(&out.join(super::manifest::ANALYSIS_FILE), &self.analyses)?;
+        super::write_json(&out.join(DATABASE_FILE), &self.database)?;
         std::fs::write(
             out.join(super::manifest::SUMMARY_FILE),
-            super::report::summary(&manifest, &self.timings, &self.analyses),
+            super::report::summary(&manifest, &self.timings, &self.analyses, &self.database),
         )
         .context("writing summary.md")?;
         super::write_json(&out.join(super::manifest::MANIFEST_FILE), &manifest)?;
@@ -205,6 +216,7 @@ impl Side {
             manifest,
             timings: self.timings,
             analyses: self.analyses,
+            database: self.database,
         })
     }
 }
@@ -215,6 +227,7 @@ pub struct Finished {
     pub manifest: Manifest,
     pub timings: Timings,
     pub analyses: AnalysisFile,
+    pub database: DatabaseFile,
 }
 
 /// The output directory's name, recorded as the run's role.

@@ -1,0 +1,539 @@
+//! What one iteration of a benchmark costs PostgreSQL, counted exactly: statements (issued by
+//! the program, and run inside SQL functions), rows, shared buffers, WAL, writing
+//! transactions, and the CPU time of the program and of the server.
+//!
+//! The counting pass of `cargo xtask profile-baseline` runs a bench executable with
+//! `--profile-time` and [`STATS_ENV`] naming a file. Criterion opens and closes a window per
+//! benchmark through the profiler hook [`DbStats`]; inside it, [`crate::bench_support::timed`]
+//! reads the counters before and after every sample (outside the routine's clock), and the
+//! routines say how many iterations they ran through [`counted`] or [`each`]. What a bench
+//! closure does before its samples (starting a deployment, seeding data) is not counted; what
+//! a routine does untimed inside a sample (preparing or checking its tasks) is. One JSON line
+//! per benchmark is appended to the file. Without the variable nothing is read or written.
+//!
+//! The counters are `pg_stat_statements` (the cluster loads it; this process's own
+//! connection turns tracking off for itself), the next transaction id (only transactions
+//! that write get one, and only those flush WAL at commit on a durable server), and
+//! `/proc/<pid>/schedstat` of the server's processes when the server runs on this machine.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sqlx::{Connection, PgConnection, Row};
+
+use crate::bench_support::runtime;
+
+/// The environment variable naming the file the counts are appended to.
+pub const STATS_ENV: &str = "TASKER_BENCH_DB_STATS";
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ITERATIONS: AtomicU64 = AtomicU64::new(0);
+/// The databases this process created (name, URL); the first URL is used to read counters.
+static DATABASES: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+static WINDOW: Mutex<Option<Window>> = Mutex::new(None);
+
+/// Wraps an `iter_custom` routine so that the iterations it runs are counted:
+/// `b.to_async(timed()).iter_custom(counted(|iters| async move { … }))`.
+pub fn counted<R, F>(mut routine: R) -> impl FnMut(u64) -> F
+where
+    R: FnMut(u64) -> F,
+{
+    move |iters| {
+        note_iterations(iters);
+        routine(iters)
+    }
+}
+
+/// Wraps an `iter` routine (one call per iteration) the same way:
+/// `b.to_async(timed()).iter(each(|| async move { … }))`. Outside the counting pass this is
+/// one relaxed load per iteration.
+pub fn each<R, F>(mut routine: R) -> impl FnMut() -> F
+where
+    R: FnMut() -> F,
+{
+    move || {
+        note_iterations(1);
+        routine()
+    }
+}
+
+fn note_iterations(n: u64) {
+    if COUNTING.load(Ordering::Relaxed) {
+        ITERATIONS.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Called by [`crate::bench_support::BenchDatabase::create`]: the counters are read for the
+/// databases this process works in.
+pub(crate) fn register_database(name: &str, url: &str) {
+    lock(&DATABASES).push((name.to_owned(), url.to_owned()));
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn output_file() -> Option<PathBuf> {
+    std::env::var_os(STATS_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The profiler hook the benches' criterion configuration installs
+/// ([`crate::bench_support::criterion_config`]).
+#[derive(Default)]
+pub struct DbStats;
+
+impl criterion::profiler::Profiler for DbStats {
+    fn start_profiling(&mut self, benchmark_id: &str, _dir: &Path) {
+        if output_file().is_none() {
+            return;
+        }
+        let _ = benchmark_id; // named again when the window closes
+        *lock(&WINDOW) = Some(Window::new());
+    }
+
+    fn stop_profiling(&mut self, benchmark_id: &str, _dir: &Path) {
+        let Some(path) = output_file() else { return };
+        let Some(window) = lock(&WINDOW).take() else {
+            return;
+        };
+        let record = runtime().block_on(window.finish(benchmark_id));
+        if let Err(e) = append(&path, &record) {
+            eprintln!(
+                "warning: could not write database counts to {}: {e}",
+                path.display()
+            );
+        }
+    }
+}
+
+fn append(path: &Path, record: &BenchmarkCounts) -> std::io::Result<()> {
+    let mut line = serde_json::to_string(record).map_err(std::io::Error::other)?;
+    line.push('\n');
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(line.as_bytes())
+}
+
+/// Runs one sample (`sample` calls `block_on` on the runtime), counting around it when a
+/// window is open. The counters are read outside the sample, so its clock does not see them.
+pub(crate) fn around_sample<T>(sample: impl FnOnce() -> T) -> T {
+    let open = lock(&WINDOW).is_some();
+    if !open {
+        return sample();
+    }
+    let before = runtime().block_on(Reading::take());
+    ITERATIONS.store(0, Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+    let cpu_before = Cpu::now(before.as_ref().ok());
+    let started = Instant::now();
+    let output = sample();
+    let wall = started.elapsed();
+    let cpu_after = Cpu::now(before.as_ref().ok());
+    COUNTING.store(false, Ordering::Relaxed);
+    let iterations = ITERATIONS.load(Ordering::Relaxed);
+    let after = runtime().block_on(Reading::take());
+    if let Some(window) = lock(&WINDOW).as_mut() {
+        window.add(iterations, wall, &cpu_before, &cpu_after, before, after);
+    }
+    output
+}
+
+/// One benchmark's counts, as appended to the file: totals over all samples of its window.
+#[derive(Debug, Serialize)]
+pub struct BenchmarkCounts {
+    pub benchmark: String,
+    /// Why nothing was counted (no `pg_stat_statements`, no database), if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+    pub samples: u64,
+    pub iterations: u64,
+    pub wall_ns: u64,
+    pub program_cpu_ns: u64,
+    /// `None` when the server's processes cannot be read (another machine).
+    pub server_cpu_ns: Option<u64>,
+    pub writing_transactions: u64,
+    /// `pg_stat_statements` evicted entries during the window: the counts are a lower bound.
+    pub evicted: bool,
+    pub statements: Vec<StatementCounts>,
+}
+
+/// One normalised statement's totals over the window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatementCounts {
+    pub query: String,
+    /// Issued by a client (true) or run inside a function (false).
+    pub toplevel: bool,
+    pub calls: u64,
+    pub rows: u64,
+    pub shared_blks_hit: u64,
+    pub shared_blks_read: u64,
+    pub exec_ns: u64,
+    pub wal_bytes: u64,
+}
+
+struct Window {
+    samples: u64,
+    iterations: u64,
+    wall: Duration,
+    program_cpu: Duration,
+    server_cpu: Option<Duration>,
+    writing_transactions: u64,
+    evicted: bool,
+    /// By (queryid, toplevel).
+    statements: HashMap<(i64, bool), StatementCounts>,
+    error: Option<String>,
+}
+
+impl Window {
+    fn new() -> Window {
+        Window {
+            samples: 0,
+            iterations: 0,
+            wall: Duration::ZERO,
+            program_cpu: Duration::ZERO,
+            server_cpu: Some(Duration::ZERO),
+            writing_transactions: 0,
+            evicted: false,
+            statements: HashMap::new(),
+            error: None,
+        }
+    }
+
+    fn add(
+        &mut self,
+        iterations: u64,
+        wall: Duration,
+        cpu_before: &Cpu,
+        cpu_after: &Cpu,
+        before: Result<Reading, String>,
+        after: Result<Reading, String>,
+    ) {
+        let (before, after) = match (before, after) {
+            (Ok(b), Ok(a)) => (b, a),
+            (Err(e), _) | (_, Err(e)) => {
+                self.error.get_or_insert(e);
+                return;
+            }
+        };
+        self.samples += 1;
+        self.iterations += iterations;
+        self.wall += wall;
+        self.program_cpu += cpu_after.program.saturating_sub(cpu_before.program);
+        self.server_cpu = match (self.server_cpu, cpu_before.server_delta(cpu_after)) {
+            (Some(total), Some(d)) => Some(total + d),
+            _ => None,
+        };
+        self.writing_transactions += after.next_xid.saturating_sub(before.next_xid);
+        self.evicted |= after.evictions != before.evictions;
+        for (key, end) in &after.statements {
+            let start = before.statements.get(key);
+            let calls = end.calls - start.map_or(0, |s| s.calls);
+            if calls == 0 {
+                continue;
+            }
+            let sum = self.statements.entry(*key).or_default();
+            sum.toplevel = key.1;
+            sum.calls += calls;
+            sum.rows += end.rows - start.map_or(0, |s| s.rows);
+            sum.shared_blks_hit += end.hit - start.map_or(0, |s| s.hit);
+            sum.shared_blks_read += end.read - start.map_or(0, |s| s.read);
+            sum.exec_ns += ((end.exec_ms - start.map_or(0.0, |s| s.exec_ms)) * 1e6) as u64;
+            sum.wal_bytes += end.wal_bytes - start.map_or(0, |s| s.wal_bytes);
+        }
+    }
+
+    async fn finish(mut self, benchmark: &str) -> BenchmarkCounts {
+        if self.error.is_none() && !self.statements.is_empty() {
+            match query_texts(self.statements.keys().map(|k| k.0).collect()).await {
+                Ok(texts) => {
+                    for ((id, _), s) in self.statements.iter_mut() {
+                        s.query = texts.get(id).cloned().unwrap_or_default();
+                    }
+                }
+                Err(e) => self.error = Some(e),
+            }
+        }
+        if self.error.is_none() && self.samples == 0 {
+            self.error =
+                Some("no sample ran on `bench_support::timed`, so nothing was counted".to_owned());
+        }
+        let mut statements: Vec<StatementCounts> = self.statements.into_values().collect();
+        statements.sort_by(|a, b| b.exec_ns.cmp(&a.exec_ns).then(a.query.cmp(&b.query)));
+        BenchmarkCounts {
+            benchmark: benchmark.to_owned(),
+            unavailable: self.error,
+            samples: self.samples,
+            iterations: self.iterations,
+            wall_ns: self.wall.as_nanos() as u64,
+            program_cpu_ns: self.program_cpu.as_nanos() as u64,
+            server_cpu_ns: self.server_cpu.map(|d| d.as_nanos() as u64),
+            writing_transactions: self.writing_transactions,
+            evicted: self.evicted,
+            statements,
+        }
+    }
+}
+
+/// A statement's cumulative counters at one moment.
+struct Cumulative {
+    calls: u64,
+    rows: u64,
+    hit: u64,
+    read: u64,
+    exec_ms: f64,
+    wal_bytes: u64,
+}
+
+/// The server's counters at one moment.
+struct Reading {
+    statements: HashMap<(i64, bool), Cumulative>,
+    next_xid: u64,
+    evictions: i64,
+    /// The server's processes other than this reader's own backend.
+    server_pids: Vec<u32>,
+}
+
+/// This process's connection for reading counters, with tracking off for its own statements.
+static READER: tokio::sync::Mutex<Option<PgConnection>> = tokio::sync::Mutex::const_new(None);
+
+const UNAVAILABLE_HINT: &str = "the server must load pg_stat_statements \
+     (shared_preload_libraries; the throwaway cluster does) and the user must be a superuser";
+
+async fn reader() -> Result<tokio::sync::MutexGuard<'static, Option<PgConnection>>, String> {
+    let mut guard = READER.lock().await;
+    if guard.is_none() {
+        let url = lock(&DATABASES)
+            .first()
+            .map(|(_, url)| url.clone())
+            .ok_or("the benchmark created no database, so there is nothing to count")?;
+        let mut conn = PgConnection::connect(&url)
+            .await
+            .map_err(|e| format!("connecting to read statement statistics: {e}"))?;
+        for statement in [
+            "SET pg_stat_statements.track = 'none'",
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+        ] {
+            sqlx::query(statement)
+                .execute(&mut conn)
+                .await
+                .map_err(|e| format!("`{statement}` failed ({e}); {UNAVAILABLE_HINT}"))?;
+        }
+        *guard = Some(conn);
+    }
+    Ok(guard)
+}
+
+fn database_names() -> Vec<String> {
+    lock(&DATABASES).iter().map(|(n, _)| n.clone()).collect()
+}
+
+impl Reading {
+    async fn take() -> Result<Reading, String> {
+        let mut guard = reader().await?;
+        let conn = guard.as_mut().expect("reader() connects");
+        let rows = sqlx::query(
+            "SELECT s.queryid, s.toplevel, s.calls, s.rows, s.shared_blks_hit, s.shared_blks_read,
+                    s.total_exec_time, s.wal_bytes::bigint AS wal_bytes
+               FROM pg_stat_statements(false) s
+               JOIN pg_database d ON d.oid = s.dbid
+              WHERE d.datname = ANY($1)",
+        )
+        .bind(database_names())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| format!("reading pg_stat_statements failed ({e}); {UNAVAILABLE_HINT}"))?;
+        let mut statements = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let key: (i64, bool) = (row.get("queryid"), row.get("toplevel"));
+            statements.insert(
+                key,
+                Cumulative {
+                    calls: row.get::<i64, _>("calls") as u64,
+                    rows: row.get::<i64, _>("rows") as u64,
+                    hit: row.get::<i64, _>("shared_blks_hit") as u64,
+                    read: row.get::<i64, _>("shared_blks_read") as u64,
+                    exec_ms: row.get("total_exec_time"),
+                    wal_bytes: row.get::<i64, _>("wal_bytes") as u64,
+                },
+            );
+        }
+        let state = sqlx::query(
+            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid,
+                    (SELECT dealloc FROM pg_stat_statements_info) AS evictions,
+                    array(SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()) AS pids",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| format!("reading the server's transaction counter failed: {e}"))?;
+        let pids: Vec<i32> = state.get("pids");
+        Ok(Reading {
+            statements,
+            next_xid: state.get::<i64, _>("next_xid") as u64,
+            evictions: state.get("evictions"),
+            server_pids: pids.into_iter().map(|p| p as u32).collect(),
+        })
+    }
+}
+
+async fn query_texts(ids: Vec<i64>) -> Result<HashMap<i64, String>, String> {
+    let mut guard = reader().await?;
+    let conn = guard.as_mut().expect("reader() connects");
+    let rows = sqlx::query(
+        "SELECT DISTINCT ON (s.queryid) s.queryid, s.query
+           FROM pg_stat_statements(true) s
+           JOIN pg_database d ON d.oid = s.dbid
+          WHERE d.datname = ANY($1) AND s.queryid = ANY($2)",
+    )
+    .bind(database_names())
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| format!("reading statement texts failed: {e}"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.get("queryid"), one_line(r.get::<String, _>("query"))))
+        .collect())
+}
+
+/// Statement text on one line with runs of whitespace collapsed, as reports show it.
+fn one_line(text: String) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// CPU time used so far: this process (all threads), and each of the server's processes.
+struct Cpu {
+    program: Duration,
+    /// Per server process; `None` when they cannot be read here.
+    server: Option<HashMap<u32, Duration>>,
+}
+
+impl Cpu {
+    fn now(reading: Option<&Reading>) -> Cpu {
+        let program = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+            .map(|u| {
+                let t = |tv: nix::sys::time::TimeVal| {
+                    Duration::new(tv.tv_sec() as u64, tv.tv_usec() as u32 * 1000)
+                };
+                t(u.user_time()) + t(u.system_time())
+            })
+            .unwrap_or_default();
+        let server = reading.and_then(|r| {
+            r.server_pids
+                .iter()
+                .map(|&pid| on_cpu(pid).map(|t| (pid, t)))
+                .collect::<Option<HashMap<_, _>>>()
+        });
+        Cpu { program, server }
+    }
+
+    /// The server's CPU between two moments, over the processes of the earlier one (a
+    /// backend that exits in between loses what it used since the first moment).
+    fn server_delta(&self, later: &Cpu) -> Option<Duration> {
+        let (before, after) = (self.server.as_ref()?, later.server.as_ref()?);
+        Some(
+            before
+                .iter()
+                .filter_map(|(pid, t)| after.get(pid).map(|a| a.saturating_sub(*t)))
+                .sum(),
+        )
+    }
+}
+
+/// Time a local server process has spent on a CPU (`/proc/<pid>/schedstat`, nanoseconds), or
+/// `None` when it is not a PostgreSQL process of this machine.
+fn on_cpu(pid: u32) -> Option<Duration> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    if !comm.starts_with("postgres") {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::bench_support::{criterion_config, timed, BenchDatabase};
+
+    /// A benchmark whose iteration is known to run three statements, one of them a write, is
+    /// counted at exactly that, however many iterations criterion chose.
+    #[test]
+    fn a_benchmark_of_three_statements_reads_exactly_three_per_iteration() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let file = dir.path().join("counts.jsonl");
+        std::env::set_var(STATS_ENV, &file);
+        std::env::set_var("CRITERION_HOME", dir.path());
+        let db = runtime().block_on(BenchDatabase::create(2));
+        runtime().block_on(async {
+            sqlx::query("CREATE TABLE counted (x int)")
+                .execute(&db.pool)
+                .await
+                .expect("create table");
+        });
+        let mut c = criterion_config(Duration::from_secs(1), 10)
+            .profile_time(Some(Duration::from_millis(1500)));
+        let pool = &db.pool;
+        c.bench_function("three_statements", |b| {
+            b.to_async(timed()).iter_custom(counted(|iters| async move {
+                let mut conn = pool.acquire().await.expect("connection");
+                let start = Instant::now();
+                for _ in 0..iters {
+                    for sql in [
+                        "SELECT 1",
+                        "INSERT INTO counted VALUES (1)",
+                        "SELECT count(*) FROM counted",
+                    ] {
+                        sqlx::query(sql).execute(&mut *conn).await.expect(sql);
+                    }
+                }
+                start.elapsed()
+            }))
+        });
+        std::env::remove_var(STATS_ENV);
+
+        let text = std::fs::read_to_string(&file).expect("the counts were written");
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let record = &lines[0];
+        assert_eq!(record["benchmark"], "three_statements");
+        assert!(record.get("unavailable").is_none(), "{record}");
+        let iterations = record["iterations"].as_u64().expect("iterations");
+        assert!(iterations > 10, "criterion ran {iterations} iterations");
+        let statements = record["statements"].as_array().expect("statements");
+        let calls = |text: &str| {
+            statements
+                .iter()
+                .find(|s| s["query"].as_str().is_some_and(|q| q.contains(text)))
+                .and_then(|s| s["calls"].as_u64())
+                .unwrap_or_else(|| panic!("`{text}` counted: {record}"))
+        };
+        assert_eq!(calls("SELECT $1"), iterations);
+        assert_eq!(calls("INSERT INTO counted"), iterations);
+        assert_eq!(calls("count(*)"), iterations);
+        let total: u64 = statements.iter().filter_map(|s| s["calls"].as_u64()).sum();
+        assert_eq!(total, 3 * iterations, "nothing else was counted: {record}");
+        assert_eq!(record["writing_transactions"].as_u64(), Some(iterations));
+        assert!(record["program_cpu_ns"].as_u64().unwrap_or(0) > 0);
+        assert!(
+            record["server_cpu_ns"].as_u64().unwrap_or(0) > 0,
+            "the local server's CPU is read: {record}"
+        );
+    }
+}
