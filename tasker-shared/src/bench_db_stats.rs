@@ -11,8 +11,9 @@
 //! a routine does untimed inside a sample (preparing or checking its tasks) is. One JSON line
 //! per benchmark is appended to the file. Without the variable nothing is read or written.
 //!
-//! The counters are `pg_stat_statements` (the cluster loads it; this process's own
-//! connection turns tracking off for itself), the next transaction id (only transactions
+//! The counters are `pg_stat_statements` (the cluster loads it with tracking off; the
+//! counting process switches it on for the databases it creates, while its own reading
+//! connection keeps it off), the next transaction id (only transactions
 //! that write get one, and only those flush WAL at commit on a durable server), and
 //! `/proc/<pid>/schedstat` of the server's processes when the server runs on this machine.
 
@@ -65,6 +66,24 @@ where
 fn note_iterations(n: u64) {
     if COUNTING.load(Ordering::Relaxed) {
         ITERATIONS.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// In the counting pass, switches statement tracking on for every session that connects to
+/// database `name` from now on (the cluster loads `pg_stat_statements` with tracking off, so
+/// that timings elsewhere do not pay for it). Returns whether it did; a server that refuses
+/// is reported by the counting window, which then finds nothing to read.
+pub(crate) async fn track_statements(pool: &sqlx::PgPool, name: &str) -> bool {
+    if output_file().is_none() {
+        return false;
+    }
+    let statement = format!("ALTER DATABASE \"{name}\" SET pg_stat_statements.track = 'all'");
+    match sqlx::query(&statement).execute(pool).await {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("warning: `{statement}` failed ({e}); {UNAVAILABLE_HINT}");
+            false
+        }
     }
 }
 

@@ -105,7 +105,9 @@ impl BenchDatabase {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(db.name.clone());
         }
-        let pool = if max_connections == 10 {
+        // Connections opened before statement tracking is switched on would never count.
+        let counting = crate::bench_db_stats::track_statements(&db.pool, &db.name).await;
+        let pool = if max_connections == 10 && !counting {
             db.pool
         } else {
             db.pool.close().await;

@@ -173,10 +173,10 @@ pub struct Analysis {
     pub hot_paths: Vec<HotPath>,
     pub max_stack_depth: usize,
     pub recursion: Vec<Recursion>,
-    /// Share of samples taken in the kernel; their self time is charged to the program's
-    /// innermost frame (see [`Stack::self_frame`]).
+    /// Share of samples taken in the kernel or a shared library; their self time is charged
+    /// to the program's innermost frame (see [`Stack::self_frame`]).
     #[serde(default)]
-    pub kernel_pct: f64,
+    pub outside_program_pct: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -216,22 +216,28 @@ pub fn matches_pattern(frame: &str, pattern: &str) -> bool {
 
 /// The suffix inferno's perf folder gives kernel frames (`annotate_kernel`).
 pub const KERNEL_SUFFIX: &str = "_[k]";
+/// The marks of frames outside the program: the kernel's, and shared libraries' (libc).
+const OUTSIDE_SUFFIXES: [&str; 2] = [
+    KERNEL_SUFFIX,
+    crate::pipeline::library_frames::LIBRARY_SUFFIX,
+];
 
 /// One line of folded stacks: process (when `first_frame_is_process`), frames root to
-/// leaf with hash suffixes and kernel marks removed, and its sample count.
+/// leaf with hash suffixes and kernel and library marks removed, and its sample count.
 pub struct Stack<'a> {
     pub root: Option<&'a str>,
     pub frames: Vec<&'a str>,
     /// How many frames, from the root, end at the innermost frame of the program: the frames
-    /// after them are the kernel's (a system call, a page fault, an interrupt).
+    /// after them are the kernel's (a system call, a page fault, an interrupt) or a shared
+    /// library's (libc's system call wrappers, its allocator).
     pub program_frames: usize,
     pub count: u64,
 }
 
 impl<'a> Stack<'a> {
     /// The frame a sample's self time is charged to: the innermost frame of the program, so
-    /// time in the kernel counts for the code that asked for it (the leaf when the whole
-    /// stack is the kernel's).
+    /// time in the kernel or libc counts for the code that asked for it (the leaf when the
+    /// whole stack is outside the program).
     pub fn self_frame(&self) -> Option<&'a str> {
         match self.program_frames {
             0 => self.frames.last().copied(),
@@ -239,7 +245,7 @@ impl<'a> Stack<'a> {
         }
     }
 
-    pub fn in_kernel(&self) -> bool {
+    pub fn outside_program(&self) -> bool {
         self.program_frames < self.frames.len()
     }
 }
@@ -264,8 +270,11 @@ pub fn parse(folded: &str, opts: Options) -> Result<Vec<Stack<'_>>> {
         let mut frames: Vec<&str> = Vec::new();
         let mut program_frames = 0;
         for raw in stack.split(';') {
-            match raw.strip_suffix(KERNEL_SUFFIX) {
-                Some(kernel) => frames.push(normalise(kernel)),
+            match OUTSIDE_SUFFIXES.iter().find_map(|s| raw.strip_suffix(s)) {
+                Some(outside) => frames.push(normalise(outside)),
+                // A frame without a symbol (`[unknown]`, or inferno's `[libc.so.6]`, the
+                // module of one) names no function; its time goes to the named caller too.
+                None if raw.starts_with('[') && raw.ends_with(']') => frames.push(raw),
                 None => {
                     frames.push(normalise(raw));
                     program_frames = frames.len();
@@ -308,7 +317,7 @@ pub fn analyse(folded: &str, opts: Options) -> Result<Analysis> {
     let mut recursion: HashMap<&str, (usize, u64)> = HashMap::new();
     let mut paths: HashMap<Vec<&str>, u64> = HashMap::new();
     let mut max_depth = 0;
-    let mut kernel_samples = 0;
+    let mut outside_samples = 0;
 
     for stack in &stacks {
         max_depth = max_depth.max(stack.frames.len());
@@ -318,8 +327,8 @@ pub fn analyse(folded: &str, opts: Options) -> Result<Analysis> {
         if let Some(leaf) = stack.self_frame() {
             *self_samples.entry(leaf).or_default() += stack.count;
         }
-        if stack.in_kernel() {
-            kernel_samples += stack.count;
+        if stack.outside_program() {
+            outside_samples += stack.count;
         }
         // A recursive function is on the stack several times but spends the time once.
         let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -442,7 +451,7 @@ pub fn analyse(folded: &str, opts: Options) -> Result<Analysis> {
         hot_paths,
         max_stack_depth: max_depth,
         recursion,
-        kernel_pct: pct(kernel_samples, total),
+        outside_program_pct: pct(outside_samples, total),
     })
 }
 
@@ -500,10 +509,10 @@ app;main;c 30
     }
 
     #[test]
-    fn kernel_time_is_charged_to_the_function_that_entered_the_kernel() {
+    fn kernel_and_libc_time_is_charged_to_the_function_that_called_them() {
         let folded = "\
-app;main;send;__x64_sys_sendto_[k];_raw_spin_unlock_irqrestore_[k] 60
-app;main;parse 30
+app;main;send;__send_[lib];__x64_sys_sendto_[k];_raw_spin_unlock_irqrestore_[k] 60
+app;main;parse;[unknown] 30
 swapper;cpu_idle_[k] 10
 ";
         let a = analyse(folded, OPTS).expect("valid input");
@@ -525,7 +534,12 @@ swapper;cpu_idle_[k] 10
             10,
             "a stack of only kernel frames keeps its leaf"
         );
-        assert_eq!(a.kernel_pct, 70.0);
+        assert_eq!(
+            a.top_self[1].function, "parse",
+            "a frame without a symbol is no function"
+        );
+        assert_eq!(a.outside_program_pct, 100.0);
+        assert_eq!(find(&a.top_total, "__send").total_samples, 60);
     }
 
     #[test]

@@ -38,6 +38,27 @@ impl PgBinaries {
     pub fn path(&self, name: &str) -> PathBuf {
         self.bindir.join(name)
     }
+
+    /// Whether the installation has the loadable module `name` (in the directory its own
+    /// `pg_config --pkglibdir` names, or beside the binaries as the common layouts put it).
+    pub fn has_module(&self, name: &str) -> bool {
+        let mut dirs: Vec<PathBuf> = Command::new(self.path("pg_config"))
+            .arg("--pkglibdir")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+            .into_iter()
+            .collect();
+        if let Some(prefix) = self.bindir.parent() {
+            dirs.extend([prefix.join("lib"), prefix.join("lib/postgresql")]);
+        }
+        dirs.iter().any(|dir| {
+            ["so", "dylib"]
+                .iter()
+                .any(|ext| dir.join(format!("{name}.{ext}")).is_file())
+        })
+    }
 }
 
 fn candidate_dirs() -> Vec<PathBuf> {
@@ -102,6 +123,21 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, "#!/bin/sh\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn a_module_is_found_beside_the_binaries_and_a_missing_one_is_not() {
+        let prefix = tempfile::tempdir().unwrap();
+        let bin = prefix.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(prefix.path().join("lib")).unwrap();
+        for b in REQUIRED {
+            fake_bin(&bin, b);
+        }
+        std::fs::write(prefix.path().join("lib/pg_stat_statements.so"), "").unwrap();
+        let bins = PgBinaries::locate_in(vec![bin]).unwrap();
+        assert!(bins.has_module("pg_stat_statements"));
+        assert!(!bins.has_module("no_such_module"));
     }
 
     #[test]

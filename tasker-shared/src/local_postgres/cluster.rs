@@ -23,10 +23,6 @@ pub const CLUSTER_USER: &str = "postgres";
 /// the last few hundred milliseconds of commits but never corrupts data (unlike `fsync = off`).
 /// That is the setting a throughput-oriented deployment of an orchestration engine would pick,
 /// and it keeps the test suite fast; benchmarks report it alongside their figures.
-///
-/// `pg_stat_statements` counts every statement, nested ones inside SQL functions included:
-/// the benchmarks' counting pass reads it (`bench_db_stats`), and anyone can query it. The
-/// cost of recording is measured in docs/observability/profiling-workflow.md.
 const SETTINGS: &str = "
 # added by tasker's local cluster setup
 listen_addresses = '127.0.0.1'
@@ -36,10 +32,18 @@ shared_buffers = 256MB
 synchronous_commit = off
 log_min_messages = warning
 log_line_prefix = '%m [%p] %d '
-shared_preload_libraries = 'pg_stat_statements'
-pg_stat_statements.max = 20000
-pg_stat_statements.track = all
 track_functions = all
+";
+
+/// Added when the installation has the module (Debian's server package does; some
+/// distributions ship it in a separate `contrib` package). Loaded but not recording: tracking
+/// every statement costs the end-to-end benchmarks 2-4 % (measured in
+/// docs/observability/profiling-workflow.md), so it is switched on per database where it is
+/// wanted (`ALTER DATABASE … SET pg_stat_statements.track = 'all'`, as the benchmarks'
+/// counting pass does) and costs nothing elsewhere.
+const STATEMENT_STATISTICS: &str = "shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.max = 20000
+pg_stat_statements.track = none
 ";
 
 /// What `cluster.json` records about a cluster.
@@ -286,7 +290,11 @@ impl LocalCluster {
                 path: conf.clone(),
                 source,
             })?;
-        file.write_all(SETTINGS.as_bytes())
+        let mut settings = SETTINGS.to_owned();
+        if self.bins.has_module("pg_stat_statements") {
+            settings.push_str(STATEMENT_STATISTICS);
+        }
+        file.write_all(settings.as_bytes())
             .map_err(|source| LocalPostgresError::Io {
                 action: "writing",
                 path: conf,

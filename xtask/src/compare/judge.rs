@@ -756,7 +756,10 @@ pub fn outcome(c: &Comparison) -> Outcome {
         .signals
         .iter()
         .filter(|s| s.fired)
-        .map(|s| format!("{} in {}", s.kind.label(), s.target))
+        .map(|s| match &s.benchmark {
+            Some(b) => format!("{} in {} `{b}`", s.kind.label(), s.target),
+            None => format!("{} in {}", s.kind.label(), s.target),
+        })
         .collect();
     let counts = format!(
         "{} pass, {} improvement, {} inconclusive, {} regression",

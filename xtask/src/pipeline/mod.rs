@@ -6,6 +6,7 @@ pub mod build;
 pub mod counting;
 pub mod database;
 pub mod database_report;
+pub mod library_frames;
 pub mod manifest;
 pub mod outdir;
 pub mod profiler;

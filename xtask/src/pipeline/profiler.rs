@@ -410,11 +410,15 @@ fn fold_selection(raw: &Path, log: &Path, selection: &[String]) -> Result<String
         .take()
         .context("capturing `perf script` output")?;
     let mut folded = Vec::new();
-    // Kernel frames marked (`_[k]`), so the analysis charges their time to the program.
+    // Kernel (`_[k]`) and shared library (`_[lib]`) frames marked, so that the analysis
+    // charges their time to the program's code that called them.
     let mut options = inferno::collapse::perf::Options::default();
     options.annotate_kernel = true;
     let mut folder = inferno::collapse::perf::Folder::from(options);
-    let collapsed = folder.collapse(BufReader::new(stdout), &mut folded);
+    let collapsed = folder.collapse(
+        super::library_frames::Marked::new(BufReader::new(stdout)),
+        &mut folded,
+    );
     let status = child.wait().context("waiting for `perf script`")?;
     collapsed.context("folding `perf script` output")?;
     if !status.success() {

@@ -121,8 +121,8 @@ fn analysis_section(out: &mut String, a: &Analysis, frequency: u32) {
     );
     let _ = writeln!(
         out,
-        "Top functions by self time (bold: at or above {:.0}%; the {:.1}% of samples taken in the kernel are charged to the program's function that entered it):\n",
-        a.hot_path_pct, a.kernel_pct
+        "Top functions by self time (bold: at or above {:.0}%; the {:.1}% of samples taken in the kernel or a shared library such as libc are charged to the program's function that called it):\n",
+        a.hot_path_pct, a.outside_program_pct
     );
     function_table(out, &a.top_self, a.hot_path_pct);
     let _ = writeln!(out, "Top functions by total time:\n");
