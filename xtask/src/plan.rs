@@ -75,6 +75,7 @@ impl Category {
             hot_path_pct: 5.0,
             message_passing_max_pct: 5.0,
             fail_on_new_hot_path: true,
+            session_drift_pct: 0.0,
         };
         match self {
             // "E2E latency: within 10% of baseline"; "E2E latency >20% slower" is a regression.
@@ -119,6 +120,11 @@ pub struct Thresholds {
     pub message_passing_max_pct: f64,
     /// Whether a hot path absent from the baseline is a regression signal.
     pub fail_on_new_hot_path: bool,
+    /// How far two sessions of unchanged code can land apart on the machines the plan is
+    /// measured on (a 95 % band, percent): widens every verdict judged across two sessions,
+    /// never a paired one. 0 when the plan does not say.
+    #[serde(default)]
+    pub session_drift_pct: f64,
 }
 
 /// Optional overrides, as written in the file.
@@ -131,6 +137,7 @@ pub struct ThresholdOverrides {
     hot_path_pct: Option<Spanned<f64>>,
     message_passing_max_pct: Option<Spanned<f64>>,
     fail_on_new_hot_path: Option<bool>,
+    session_drift_pct: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +147,7 @@ struct RawPlan {
     #[serde(default)]
     needs_database: bool,
     profile_time_secs: Option<Spanned<f64>>,
+    session_drift_pct: Option<Spanned<f64>>,
     #[serde(default)]
     thresholds: BTreeMap<String, Spanned<ThresholdOverrides>>,
     #[serde(default, rename = "target")]
@@ -264,6 +272,11 @@ impl Plan {
             check_overrides(overrides.get_ref(), &at)?;
             category_overrides.insert(category, overrides.get_ref().clone());
         }
+        let plan_wide = ThresholdOverrides {
+            session_drift_pct: raw.session_drift_pct.clone(),
+            ..ThresholdOverrides::default()
+        };
+        check_overrides(&plan_wide, &at)?;
         let plan_profile_time = match &raw.profile_time_secs {
             Some(t) => positive(t, "profile_time_secs", &at)?,
             None => DEFAULT_PROFILE_TIME_SECS,
@@ -303,6 +316,7 @@ impl Plan {
                 );
             }
             let mut thresholds = raw_target.category.default_thresholds();
+            apply(&mut thresholds, &plan_wide);
             if let Some(overrides) = category_overrides.get(&raw_target.category) {
                 apply(&mut thresholds, overrides);
             }
@@ -384,6 +398,7 @@ fn check_overrides(
         ("noise_pct", &o.noise_pct),
         ("hot_path_pct", &o.hot_path_pct),
         ("message_passing_max_pct", &o.message_passing_max_pct),
+        ("session_drift_pct", &o.session_drift_pct),
     ];
     for (field, value) in fields {
         if let Some(v) = value {
@@ -417,6 +432,9 @@ fn apply(t: &mut Thresholds, o: &ThresholdOverrides) {
     }
     if let Some(v) = o.fail_on_new_hot_path {
         t.fail_on_new_hot_path = v;
+    }
+    if let Some(v) = &o.session_drift_pct {
+        t.session_drift_pct = *v.get_ref();
     }
 }
 
@@ -488,6 +506,33 @@ max_change_pct = 15
         assert_eq!(init.thresholds.noise_pct, 20.0, "lifecycle default kept");
         assert_eq!(init.profile_time_secs, 5.0);
         assert!(!init.needs_database);
+    }
+
+    #[test]
+    fn session_drift_is_plan_wide_and_overridable() {
+        let text = format!(
+            "session_drift_pct = 45\n{}",
+            GOOD.replace("noise_pct = 3", "noise_pct = 3\nsession_drift_pct = 30")
+        );
+        let plan = parse(&text).expect("valid plan");
+        assert_eq!(
+            plan.targets[0].thresholds.session_drift_pct, 30.0,
+            "category wins"
+        );
+        assert_eq!(
+            plan.targets[1].thresholds.session_drift_pct, 45.0,
+            "plan-wide"
+        );
+        assert_eq!(
+            parse(GOOD).unwrap().targets[1].thresholds.session_drift_pct,
+            0.0
+        );
+        let err = parse(&format!("session_drift_pct = -1\n{GOOD}")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("plan.toml:1: `session_drift_pct` must be a percentage"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -178,8 +178,10 @@ fn bench_row(
     let se = |b: &BenchmarkTimings| -> Vec<f64> {
         b.runs.iter().map(|r| relative_se(&r.estimates)).collect()
     };
-    let mut base_side = Side::from_runs(&values(base), &se(base))?;
-    let mut post_side = Side::from_runs(&values(post), &se(post))?;
+    let mut base_side =
+        Side::from_runs(&values(base), &se(base))?.with_session_noise(t.session_drift_pct);
+    let mut post_side =
+        Side::from_runs(&values(post), &se(post))?.with_session_noise(t.session_drift_pct);
     if context.busy {
         // Sessions on a busy machine differ by more than their own runs show.
         base_side = base_side.with_session_noise(t.noise_pct);
@@ -329,8 +331,8 @@ fn test_row(
     };
     let (bv, bn) = cpu(base_run, b)?;
     let (pv, pn) = cpu(post_run, p)?;
-    let base_side = Side::single(bv, t.noise_pct, bn)?;
-    let post_side = Side::single(pv, t.noise_pct, pn)?;
+    let base_side = Side::single(bv, t.noise_pct, bn)?.with_session_noise(t.session_drift_pct);
+    let post_side = Side::single(pv, t.noise_pct, pn)?.with_session_noise(t.session_drift_pct);
     let (limit, limit_kind) = limit_of(t);
     let mut judgement = verdict::judge(&base_side, &post_side, limit);
     block(&mut judgement, blocked);
@@ -1002,5 +1004,36 @@ mod tests {
         let j = &c.timings[0].judgement;
         assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
         assert!(j.noise_pct > quiet.timings[0].judgement.noise_pct);
+    }
+
+    #[test]
+    fn the_plans_session_drift_widens_two_sessions() {
+        let runs = |ns: f64| {
+            vec![benchmark(
+                "b",
+                &[(ns, None), (ns * 1.01, None), (ns * 0.99, None)],
+            )]
+        };
+        let judged = |drift: f64| {
+            let mut post = manifest();
+            post.targets[0].thresholds.session_drift_pct = drift;
+            judge(
+                &run(Role::Baseline, manifest(), runs(100.0)),
+                &run(Role::Post, post, runs(140.0)),
+                &options(),
+            )
+            .expect("judged")
+            .comparison
+            .timings[0]
+                .judgement
+                .clone()
+        };
+        // Without a drift, runs that agree within each session make 40 % a regression.
+        assert_eq!(judged(0.0).verdict, Verdict::Regression);
+        // Unchanged code that lands 40 % slower in another session is what this host does.
+        let j = judged(45.0);
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        assert_eq!(j.runs_needed, Some(verdict::RunsNeeded::OneSession));
+        assert!(j.low_pct < 0.0, "the interval covers no change: {j:?}");
     }
 }

@@ -9,8 +9,9 @@
 //! robust `(1.4826 · MAD)²`, so one run disturbed by a burst of other work does not hide a
 //! change the others agree on. The median of `n ≥ 3` runs varies `π/2` times as much as
 //! their mean would. A busy machine also shifts a whole session, which runs within it cannot
-//! show: when a run was measured under a failed interference check, the two sessions may
-//! differ by the category's noise limit (a 95 % band, `S² = (ln(1 + noise) / 1.96)²`, half of
+//! show: the plan's `session_drift_pct` (how far two sessions of unchanged code move apart on
+//! the machines it is measured on) and, when a run was measured under a failed interference
+//! check, the category's noise limit, each a 95 % band (`S² = (ln(1 + pct) / 1.96)²`, half of
 //! it on each side), which more runs do not shrink. The change `d = ln(post / base)` has the
 //! 95 % half-width `h = t(0.975, df) · sqrt(k_b σ_b² / n_b + k_p σ_p² / n_p + S²)` (`k` is
 //! `π/2` or 1) with Welch's degrees of freedom, so few runs give wide intervals. With
@@ -79,7 +80,8 @@ pub struct Side {
     /// Degrees of freedom of `run_variance`; infinite when it is not a sample variance.
     #[serde(with = "infinite_as_null")]
     pub df: f64,
-    /// Variance of ln(value) between sessions that more runs do not reduce (a busy machine).
+    /// Variance of ln(value) between sessions that more runs do not reduce (the host's drift,
+    /// a busy machine).
     #[serde(default)]
     pub session_variance: f64,
     pub runs: u32,
@@ -129,10 +131,10 @@ impl Side {
     }
 
     /// Adds this side's half of a session-to-session noise of `pct` percent (a 95 % band
-    /// for the two sessions together) that does not shrink with more runs.
+    /// for the two sessions together) that does not shrink with more runs; sources add up.
     pub fn with_session_noise(mut self, pct: f64) -> Side {
         let band = (1.0 + pct.max(0.0) / 100.0).ln() / 1.96;
-        self.session_variance = band * band / 2.0;
+        self.session_variance += band * band / 2.0;
         self
     }
 
@@ -171,8 +173,9 @@ pub enum RunsNeeded {
     Both { runs: u32, more: u32 },
     /// Not within `MAX_RUNS` per side: the noise has to come down instead.
     Unreachable { max: u32 },
-    /// The machine was busy: the session noise alone is wider than what would settle it.
-    QuietMachine,
+    /// The noise between two sessions (the plan's drift, a busy machine) alone is wider
+    /// than what would settle it: only measuring both sides in one session can.
+    OneSession,
     /// The value comes from a single profiled run; `--runs` does not repeat it.
     NotApplicable,
     /// A paired measurement: `pairs` in all (`more` than it had) would settle it.
@@ -191,7 +194,7 @@ impl RunsNeeded {
             RunsNeeded::Unreachable { max } => format!(
                 "more than {max} runs (or pairs) per side would be needed: the change sits at the limit, or the noise must come down first (cargo xtask check-env)"
             ),
-            RunsNeeded::QuietMachine => "no number of runs settles it while the machine is busy (the interference check failed): measure both runs on a quiet machine".to_owned(),
+            RunsNeeded::OneSession => "no number of runs settles it: two sessions may differ by more than this with nothing changed (the plan's session_drift_pct, and the category's noise limit when the interference check failed); judge both revisions in one session with profile-post --against REV".to_owned(),
             RunsNeeded::Pairs { pairs, more } => format!(
                 "{more} more pairs would settle it (run profile-post --against again with --pairs {pairs})"
             ),
@@ -387,7 +390,7 @@ pub fn runs_needed(base: &Side, post: &Side, target_half_width: f64) -> RunsNeed
     if session > 0.0
         && stats::normal_quantile(CONFIDENCE_QUANTILE) * session.sqrt() >= target_half_width
     {
-        return RunsNeeded::QuietMachine;
+        return RunsNeeded::OneSession;
     }
     for n in post.runs + 1..=MAX_RUNS {
         if half_width(base, post, base.runs, n) < target_half_width {
@@ -608,7 +611,7 @@ mod tests {
             20.0,
         );
         assert_eq!(shifted.verdict, Verdict::Inconclusive, "{shifted:?}");
-        assert_eq!(shifted.runs_needed, Some(RunsNeeded::QuietMachine));
+        assert_eq!(shifted.runs_needed, Some(RunsNeeded::OneSession));
         // The same shift on a quiet machine is a regression.
         let quiet = judge(
             &side(&[100.0, 101.0, 99.0]),
