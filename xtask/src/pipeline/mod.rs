@@ -358,7 +358,7 @@ fn execute(opts: &Options, against: Option<&Against>) -> Result<Vec<Outcome>> {
         );
     }
 
-    let mut session = Session::start(&sh, opts, &target_dir, pre.perf.clone());
+    let mut session = Session::start(&sh, opts, &target_dir, pre.perf.clone(), against.is_some());
     let side_refs: Vec<&Side> = sides.iter().collect();
     let resources = session_resources(
         &mut session,
@@ -614,12 +614,14 @@ impl<'a> Session<'a> {
         opts: &'a Options,
         target_dir: &Path,
         perf: profiler::PerfSetup,
+        paired: bool,
     ) -> Session<'a> {
-        let criterion_args: Vec<String> = if opts.quick {
-            timing::QUICK_ARGS.iter().map(|s| (*s).to_owned()).collect()
-        } else {
-            Vec::new()
+        let args: &[&str] = match (opts.quick, paired) {
+            (true, _) => &timing::QUICK_ARGS,
+            (false, true) => &timing::PAIRED_ARGS,
+            (false, false) => &[],
         };
+        let criterion_args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
         let scratch = target_dir.join("xtask-criterion").join(format!(
             "{}-{}",
             opts.label,
