@@ -255,18 +255,20 @@ impl Window {
         self.evicted |= after.evictions != before.evictions;
         for (key, end) in &after.statements {
             let start = before.statements.get(key);
-            let calls = end.calls - start.map_or(0, |s| s.calls);
+            // An entry evicted and created again starts from zero: no negative counts.
+            let delta = |f: fn(&Cumulative) -> u64| f(end).saturating_sub(start.map_or(0, f));
+            let calls = delta(|c| c.calls);
             if calls == 0 {
                 continue;
             }
             let sum = self.statements.entry(*key).or_default();
             sum.toplevel = key.1;
             sum.calls += calls;
-            sum.rows += end.rows - start.map_or(0, |s| s.rows);
-            sum.shared_blks_hit += end.hit - start.map_or(0, |s| s.hit);
-            sum.shared_blks_read += end.read - start.map_or(0, |s| s.read);
-            sum.exec_ns += ((end.exec_ms - start.map_or(0.0, |s| s.exec_ms)) * 1e6) as u64;
-            sum.wal_bytes += end.wal_bytes - start.map_or(0, |s| s.wal_bytes);
+            sum.rows += delta(|c| c.rows);
+            sum.shared_blks_hit += delta(|c| c.hit);
+            sum.shared_blks_read += delta(|c| c.read);
+            sum.exec_ns += ((end.exec_ms - start.map_or(0.0, |s| s.exec_ms)).max(0.0) * 1e6) as u64;
+            sum.wal_bytes += delta(|c| c.wal_bytes);
         }
     }
 
@@ -303,6 +305,7 @@ impl Window {
 }
 
 /// A statement's cumulative counters at one moment.
+#[derive(Default)]
 struct Cumulative {
     calls: u64,
     rows: u64,
@@ -370,20 +373,18 @@ impl Reading {
         .fetch_all(&mut *conn)
         .await
         .map_err(|e| format!("reading pg_stat_statements failed ({e}); {UNAVAILABLE_HINT}"))?;
-        let mut statements = HashMap::with_capacity(rows.len());
+        // A statement has a row per database: the process's databases are summed (a bench
+        // with two deployments runs the same statements in both).
+        let mut statements: HashMap<(i64, bool), Cumulative> = HashMap::with_capacity(rows.len());
         for row in rows {
             let key: (i64, bool) = (row.get("queryid"), row.get("toplevel"));
-            statements.insert(
-                key,
-                Cumulative {
-                    calls: row.get::<i64, _>("calls") as u64,
-                    rows: row.get::<i64, _>("rows") as u64,
-                    hit: row.get::<i64, _>("shared_blks_hit") as u64,
-                    read: row.get::<i64, _>("shared_blks_read") as u64,
-                    exec_ms: row.get("total_exec_time"),
-                    wal_bytes: row.get::<i64, _>("wal_bytes") as u64,
-                },
-            );
+            let sum = statements.entry(key).or_default();
+            sum.calls += row.get::<i64, _>("calls") as u64;
+            sum.rows += row.get::<i64, _>("rows") as u64;
+            sum.hit += row.get::<i64, _>("shared_blks_hit") as u64;
+            sum.read += row.get::<i64, _>("shared_blks_read") as u64;
+            sum.exec_ms += row.get::<f64, _>("total_exec_time");
+            sum.wal_bytes += row.get::<i64, _>("wal_bytes") as u64;
         }
         let state = sqlx::query(
             "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid,

@@ -1,6 +1,6 @@
 //! The counting pass's reading of a benchmark (`bench_db_stats`), on a real cluster and a real
-//! criterion run: a benchmark known to run three statements per iteration reads exactly
-//! three. A test binary of its own, because writing transactions are counted cluster-wide
+//! criterion run: a benchmark known to run three statements per iteration, and a fourth in a
+//! second database, reads exactly four. A test binary of its own, because writing transactions are counted cluster-wide
 //! and this process's cluster must see no other test's writes.
 #![cfg(feature = "benchmarks")]
 
@@ -10,7 +10,8 @@ use serde_json::Value;
 use tasker_shared::bench_db_stats::STATS_ENV;
 use tasker_shared::bench_support::{counted, criterion_config, runtime, timed, BenchDatabase};
 
-/// A benchmark whose iteration is known to run three statements, one of them a write, is
+/// A benchmark whose iteration is known to run three statements, one of them a write, and the
+/// first of them again in a second database (as a bench with two deployments does), is
 /// counted at exactly that, however many iterations criterion chose.
 #[test]
 fn a_benchmark_of_three_statements_reads_exactly_three_per_iteration() {
@@ -19,6 +20,7 @@ fn a_benchmark_of_three_statements_reads_exactly_three_per_iteration() {
     std::env::set_var(STATS_ENV, &file);
     std::env::set_var("CRITERION_HOME", dir.path());
     let db = runtime().block_on(BenchDatabase::create(2));
+    let other = runtime().block_on(BenchDatabase::create(1));
     runtime().block_on(async {
         sqlx::query("CREATE TABLE counted (x int)")
             .execute(&db.pool)
@@ -27,10 +29,11 @@ fn a_benchmark_of_three_statements_reads_exactly_three_per_iteration() {
     });
     let mut c = criterion_config(Duration::from_secs(1), 10)
         .profile_time(Some(Duration::from_millis(1500)));
-    let pool = &db.pool;
+    let (pool, other_pool) = (&db.pool, &other.pool);
     c.bench_function("three_statements", |b| {
         b.to_async(timed()).iter_custom(counted(|iters| async move {
             let mut conn = pool.acquire().await.expect("connection");
+            let mut other_conn = other_pool.acquire().await.expect("connection");
             let start = Instant::now();
             for _ in 0..iters {
                 for sql in [
@@ -40,6 +43,10 @@ fn a_benchmark_of_three_statements_reads_exactly_three_per_iteration() {
                 ] {
                     sqlx::query(sql).execute(&mut *conn).await.expect(sql);
                 }
+                sqlx::query("SELECT 1")
+                    .execute(&mut *other_conn)
+                    .await
+                    .expect("SELECT 1 in the other database");
             }
             start.elapsed()
         }))
@@ -65,11 +72,15 @@ fn a_benchmark_of_three_statements_reads_exactly_three_per_iteration() {
             .and_then(|s| s["calls"].as_u64())
             .unwrap_or_else(|| panic!("`{text}` counted: {record}"))
     };
-    assert_eq!(calls("SELECT $1"), iterations);
+    assert_eq!(
+        calls("SELECT $1"),
+        2 * iterations,
+        "both databases' rows summed"
+    );
     assert_eq!(calls("INSERT INTO counted"), iterations);
     assert_eq!(calls("count(*)"), iterations);
     let total: u64 = statements.iter().filter_map(|s| s["calls"].as_u64()).sum();
-    assert_eq!(total, 3 * iterations, "nothing else was counted: {record}");
+    assert_eq!(total, 4 * iterations, "nothing else was counted: {record}");
     assert_eq!(record["writing_transactions"].as_u64(), Some(iterations));
     assert!(record["program_cpu_ns"].as_u64().unwrap_or(0) > 0);
     assert!(

@@ -186,8 +186,8 @@ fn per_iteration(raw: RawCounts) -> BenchmarkCost {
         raw.statements
             .iter()
             .filter(|s| toplevel.is_none_or(|t| s.toplevel == t))
-            .map(f)
-            .sum::<u64>() as f64
+            .map(|s| f(s) as f64)
+            .sum::<f64>()
             / n
     };
     let us = |ns: u64| ns as f64 / n / 1e3;
