@@ -1,5 +1,7 @@
-//! `tasker worker`: consume step queues and run the example step handlers.
+//! `tasker worker`: consume step queues and run the example step handlers, and the Ruby
+//! handlers of `--ruby-handlers DIR`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +40,10 @@ pub struct WorkerArgs {
     /// Recorded as the processor of this worker's transitions (default: worker:<pid>).
     #[arg(long, env = "TASKER_WORKER_ID")]
     worker_id: Option<String>,
+    /// A directory of Ruby handler files: every `*.rb` in it is loaded into an embedded Ruby
+    /// VM, and the handlers they register replace Rust handlers of the same name.
+    #[arg(long, env = "TASKER_RUBY_HANDLERS", value_name = "DIR")]
+    ruby_handlers: Option<PathBuf>,
 }
 
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
@@ -56,8 +62,19 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 {
         anyhow::bail!("--concurrency must be at least 1");
     }
+    // Listening before Ruby starts, which then keeps its hands off SIGINT and SIGTERM.
+    let shutdown = shutdown_signal();
     let mut registry = HandlerRegistry::new();
     register_examples(&mut registry);
+    if let Some(dir) = &args.ruby_handlers {
+        let ruby = tasker_ruby::load(dir).await?;
+        ruby.register_into(&mut registry);
+        println!(
+            "Ruby handlers from {}: {}",
+            dir.display(),
+            ruby.names().join(", ")
+        );
+    }
 
     // one connection per running step, plus the claim loop and the heartbeats
     let connections = u32::try_from(args.concurrency)
@@ -82,7 +99,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         namespaces.join(", "),
         args.concurrency
     );
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("stopping: letting running steps finish");
     handle.shutdown().await.context("stopping the worker")?;
     pool.close().await;

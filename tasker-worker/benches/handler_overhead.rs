@@ -4,6 +4,10 @@
 //! Benchmarks (`handler_overhead/<path>`):
 //!
 //! - `direct_call`: `handler.call(&context)` on a context built once: the floor;
+//! - `ruby_direct_call`: the same call to the Ruby twin of the no-op handler
+//!   (`benches/ruby/noop.rb`) in the embedded Ruby VM: the context converted to Ruby hashes,
+//!   queued to the VM's thread, the result converted back and the caller woken.
+//!   `ruby_direct_call - direct_call` is the FFI cost per call;
 //! - `executor_execute`: `executor::execute` (registry lookup, the context cloned into the
 //!   handler's task, `tokio::spawn`, timeout, join): the in-process framework;
 //! - `worker_round_trip`: a step message sent to a running `Worker` (concurrency 1) until its
@@ -109,6 +113,21 @@ fn bench_handler_overhead(c: &mut Criterion) {
 
     group.bench_function("direct_call", |b| {
         let handler = NoopHandler;
+        let ctx = context();
+        let (handler, ctx) = (&handler, &ctx);
+        b.to_async(timed()).iter(each(|| async move {
+            handler.call(ctx).await.expect("no-op succeeds")
+        }));
+    });
+
+    group.bench_function("ruby_direct_call", |b| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ruby");
+        let mut registry = HandlerRegistry::new();
+        runtime()
+            .block_on(tasker_ruby::load(&dir))
+            .expect("loading benches/ruby")
+            .register_into(&mut registry);
+        let handler = registry.get("noop").expect("the Ruby no-op is registered");
         let ctx = context();
         let (handler, ctx) = (&handler, &ctx);
         b.to_async(timed()).iter(each(|| async move {

@@ -8,12 +8,14 @@
 //! (the finaliser notifies in the transaction that completes the task), so no poll interval
 //! quantises the figure. Every task is checked to have completed, outside the timed region.
 //!
-//! Benchmarks (`e2e_latency/<workflow>_rust`):
+//! Benchmarks (`e2e_latency/<workflow>_<handlers>`):
 //!
 //! - `linear_rust`: `mathematical_sequence`, 4 steps in a line;
 //! - `diamond_rust`: `diamond_pattern`, 4 steps, two in parallel;
 //! - `dag_rust`: `complex_dag`, 7 steps with fan-out and a three-parent join;
-//! - `tree_rust`: `hierarchical_tree`, 8 steps, four leaves converging.
+//! - `tree_rust`: `hierarchical_tree`, 8 steps, four leaves converging;
+//! - `linear_ruby`, `diamond_ruby`: the first two with the worker running the Ruby example
+//!   handlers (`tasker-ruby/ruby/examples`) through the embedded Ruby VM, same results.
 //!
 //! Besides criterion's estimates, every iteration's latency is recorded and P50/P95/P99 are
 //! written to `<criterion home>/e2e_latency/percentiles.json` (criterion home: `$CRITERION_HOME`,
@@ -31,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{wait_finished, Deployment, WORKFLOWS};
+use common::{wait_finished, Deployment, Handlers, WORKFLOWS};
 use criterion::{criterion_group, Criterion, SamplingMode};
 use serde_json::json;
 use tasker_shared::bench_support::{
@@ -50,7 +52,14 @@ fn deployment() -> &'static Deployment {
     DEPLOYMENT.get_or_init(|| runtime().block_on(Deployment::start(WORKER_CONCURRENCY)))
 }
 
-async fn run(d: &Deployment, workflow: &'static str, id: &'static str, iters: u64) -> Duration {
+async fn run(
+    d: &Deployment,
+    handlers: Handlers,
+    workflow: &'static str,
+    id: &'static str,
+    iters: u64,
+) -> Duration {
+    d.serve_with(handlers).await;
     let mut listener = d.finished.lock().await;
     LOG.batch(id, iters);
     let mut total = Duration::ZERO;
@@ -80,17 +89,28 @@ fn bench_e2e_latency(c: &mut Criterion) {
     let mut group = c.benchmark_group("e2e_latency");
     // iterations take milliseconds to tenths of a second: flat sampling bounds their number
     group.sampling_mode(SamplingMode::Flat);
-    for (short, workflow) in WORKFLOWS {
+    let ruby = [
+        ("linear_ruby", WORKFLOWS[0].1),
+        ("diamond_ruby", WORKFLOWS[1].1),
+    ];
+    let rust = WORKFLOWS.map(|(short, workflow)| {
         let id: &'static str = match short {
             "linear" => "linear_rust",
             "diamond" => "diamond_rust",
             "dag" => "dag_rust",
             _ => "tree_rust",
         };
+        (id, workflow)
+    });
+    let all = rust
+        .iter()
+        .map(|&(id, w)| (Handlers::Rust, id, w))
+        .chain(ruby.iter().map(|&(id, w)| (Handlers::Ruby, id, w)));
+    for (handlers, id, workflow) in all {
         group.bench_function(id, |b| {
             let d = deployment();
             b.to_async(timed())
-                .iter_custom(counted(|iters| run(d, workflow, id, iters)));
+                .iter_custom(counted(|iters| run(d, handlers, workflow, id, iters)));
         });
     }
     group.finish();
@@ -113,7 +133,9 @@ fn main() {
         if args.mode == BenchMode::Benchmark {
             let mut context = runtime().block_on(server_context(&d.db.pool));
             context["worker_concurrency"] = json!(WORKER_CONCURRENCY);
-            context["handlers"] = json!("tasker_worker::examples (Rust native)");
+            context["handlers"] = json!(
+                "tasker_worker::examples (Rust native); *_ruby: tasker-ruby/ruby/examples (embedded Ruby VM)"
+            );
             LOG.write("e2e_latency", context);
         }
         runtime().block_on(d.shutdown());

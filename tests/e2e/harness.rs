@@ -259,3 +259,18 @@ pub fn assert_completed_once(task: &TaskDetails) {
         );
     }
 }
+
+/// Sends SIGTERM and expects a clean exit (graceful shutdown).
+pub async fn terminate(mut child: tokio::process::Child, what: &str) {
+    let pid = child.id().expect("the process is running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("sending SIGTERM");
+    let status = tokio::time::timeout(WORKFLOW_TIMEOUT, child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not stop on SIGTERM"))
+        .unwrap();
+    assert!(status.success(), "{what} exited with {status:?}");
+}

@@ -23,6 +23,7 @@ mod profile_post;
 mod profiler_overhead;
 mod redact;
 mod revision;
+mod ruby_build;
 mod run_options;
 mod stats;
 mod workspace;

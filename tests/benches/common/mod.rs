@@ -1,7 +1,8 @@
 //! The in-process deployment the end-to-end benchmarks drive (not a benchmark itself): a fresh
 //! database, the REST API on 127.0.0.1 (ephemeral port), one orchestrator and one worker with
-//! the Rust example handlers, each component on its own connection pool as separate processes
-//! would be, and a LISTEN connection on `tasker_task_finished` that tells when a task is done.
+//! the Rust example handlers (or, after [`Deployment::serve_with`], the Ruby ones), each
+//! component on its own connection pool as separate processes would be, and a LISTEN
+//! connection on `tasker_task_finished` that tells when a task is done.
 
 #![allow(dead_code)] // each benchmark binary uses a different part
 
@@ -52,6 +53,21 @@ impl StepHandler for SumHandler {
     }
 }
 
+/// Which example handlers the deployment's worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handlers {
+    /// `tasker_worker::examples`, in Rust.
+    Rust,
+    /// `tasker-ruby/ruby/examples/*.rb` in the embedded Ruby VM (linear and diamond), the
+    /// Rust ones for the rest.
+    Ruby,
+}
+
+/// Where the Ruby example handlers live.
+pub fn ruby_examples() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tasker-ruby/ruby/examples")
+}
+
 /// A running deployment.
 pub struct Deployment {
     pub db: BenchDatabase,
@@ -63,6 +79,8 @@ pub struct Deployment {
     api: Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
     orchestrator: Mutex<Option<OrchestratorHandle>>,
     worker: Mutex<Option<WorkerHandle>>,
+    worker_concurrency: usize,
+    handlers: tokio::sync::Mutex<Handlers>,
 }
 
 /// The handlers the worker runs: the crate's Rust examples, plus [`SumHandler`] for any
@@ -117,21 +135,7 @@ impl Deployment {
         )
         .await
         .expect("starting the orchestrator");
-        let worker = Worker::start(
-            db.new_pool(worker_concurrency as u32 + 4).await,
-            WorkerConfig {
-                namespaces: WORKFLOWS
-                    .iter()
-                    .map(|(_, name)| templates[*name].namespace.clone())
-                    .collect(),
-                concurrency: worker_concurrency,
-                worker_id: "bench_worker".into(),
-                ..WorkerConfig::default()
-            },
-            Arc::new(registry(&templates)),
-        )
-        .await
-        .expect("starting the worker");
+        let worker = start_worker(&db, &templates, worker_concurrency, registry(&templates)).await;
 
         let mut finished = PgListener::connect_with(&db.pool)
             .await
@@ -150,7 +154,33 @@ impl Deployment {
             api: Mutex::new(Some(api)),
             orchestrator: Mutex::new(Some(orchestrator)),
             worker: Mutex::new(Some(worker)),
+            worker_concurrency,
+            handlers: tokio::sync::Mutex::new(Handlers::Rust),
         }
+    }
+
+    /// Makes the worker run `handlers`, replacing it when it runs the others (untimed: call
+    /// before the clock starts).
+    pub async fn serve_with(&self, handlers: Handlers) {
+        let mut current = self.handlers.lock().await;
+        if *current == handlers {
+            return;
+        }
+        let mut registry = registry(&self.templates);
+        if handlers == Handlers::Ruby {
+            tasker_ruby::load(&ruby_examples())
+                .await
+                .expect("loading the Ruby example handlers")
+                .register_into(&mut registry);
+        }
+        let old = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(old) = old {
+            old.shutdown().await.expect("stopping the worker");
+        }
+        let worker =
+            start_worker(&self.db, &self.templates, self.worker_concurrency, registry).await;
+        *self.worker.lock().unwrap_or_else(|p| p.into_inner()) = Some(worker);
+        *current = handlers;
     }
 
     /// A creation request for a workflow; `nonce` makes the context unique.
@@ -222,6 +252,30 @@ impl Deployment {
             let _ = worker.shutdown().await;
         }
     }
+}
+
+/// A worker for every fixture workflow's namespace, on a pool of its own.
+async fn start_worker(
+    db: &BenchDatabase,
+    templates: &HashMap<String, TaskTemplate>,
+    concurrency: usize,
+    registry: HandlerRegistry,
+) -> WorkerHandle {
+    Worker::start(
+        db.new_pool(concurrency as u32 + 4).await,
+        WorkerConfig {
+            namespaces: WORKFLOWS
+                .iter()
+                .map(|(_, name)| templates[*name].namespace.clone())
+                .collect(),
+            concurrency,
+            worker_id: "bench_worker".into(),
+            ..WorkerConfig::default()
+        },
+        Arc::new(registry),
+    )
+    .await
+    .expect("starting the worker")
 }
 
 /// Waits until every task in `pending` has been announced on `tasker_task_finished`; other

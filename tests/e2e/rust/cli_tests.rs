@@ -3,14 +3,12 @@
 
 use std::process::{Output, Stdio};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde_json::Value;
 use tasker_shared::test_support::TestDatabase;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-use crate::e2e::harness::{fixtures_dir, WORKFLOW_TIMEOUT};
+use crate::e2e::harness::{fixtures_dir, terminate, WORKFLOW_TIMEOUT};
 
 const TASKER: &str = env!("CARGO_BIN_EXE_tasker");
 
@@ -37,17 +35,6 @@ fn stdout_json(output: &Output) -> Value {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Sends SIGTERM and expects a clean exit (graceful shutdown).
-async fn terminate(mut child: Child, what: &str) {
-    let pid = child.id().expect("the process is running");
-    kill(Pid::from_raw(pid as i32), Signal::SIGTERM).expect("sending SIGTERM");
-    let status = tokio::time::timeout(WORKFLOW_TIMEOUT, child.wait())
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not stop on SIGTERM"))
-        .unwrap();
-    assert!(status.success(), "{what} exited with {status:?}");
 }
 
 #[tokio::test]

@@ -197,6 +197,11 @@ fn preflight(sh: &Shell, opts: &Options, plan: &Plan, targets: &[Target]) -> Res
             );
         }
     }
+    if metadata.package(crate::ruby_build::RUBY_PACKAGE).is_some() {
+        if let Some(reason) = crate::ruby_build::missing() {
+            bail!("{reason}");
+        }
+    }
     if targets.iter().any(|t| t.needs_database)
         && database::needs_throwaway()
         && metadata.package(database::TASKER_PACKAGE).is_none()

@@ -1,0 +1,3 @@
+//! Suites driving step handlers written in Ruby, through the embedded Ruby VM.
+
+mod ruby_handler_tests;
