@@ -18,3 +18,8 @@ mod vm;
 
 pub use error::RubyError;
 pub use handler::{load, RubyHandler, RubyHandlers};
+
+/// The Ruby example handlers (the linear and diamond fixture workflows), shipped with the crate.
+pub fn examples_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ruby/examples")
+}

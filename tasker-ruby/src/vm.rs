@@ -39,7 +39,7 @@ pub(crate) enum Job {
     },
 }
 
-static QUEUE: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+static QUEUE: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
 /// Handed from `start` to the VM thread's entry point, which `Ruby::init` takes as a plain
 /// function pointer.
 static INBOX: Mutex<Option<mpsc::Receiver<Job>>> = Mutex::new(None);
@@ -50,12 +50,7 @@ static DEFAULT_SIGNALS: OnceLock<Vec<&'static str>> = OnceLock::new();
 
 /// Queues a job for the VM, starting the VM on first use.
 pub(crate) fn submit(job: Job) -> Result<(), RubyError> {
-    let queue = QUEUE.get_or_init(|| Mutex::new(start()));
-    let sent = queue
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .send(job);
-    sent.map_err(|_| {
+    QUEUE.get_or_init(start).send(job).map_err(|_| {
         RubyError::Vm(
             FAILURE
                 .get()

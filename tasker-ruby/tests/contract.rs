@@ -3,16 +3,12 @@
 //! handler beside Rust work.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tasker_ruby::{load, RubyError, RubyHandlers};
+use tasker_ruby::{examples_dir, load, RubyError, RubyHandlers};
 use tasker_worker::{HandlerRegistry, StepContext, StepError};
-
-fn examples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("ruby/examples")
-}
 
 /// A directory holding the given files.
 fn handler_dir(files: &[(&str, &str)]) -> tempfile::TempDir {

@@ -1,7 +1,8 @@
 //! The counting pass's reading of a benchmark (`bench_db_stats`), on a real cluster and a real
 //! criterion run: a benchmark known to run three statements per iteration, and a fourth in a
-//! second database, reads exactly four. A test binary of its own, because writing transactions are counted cluster-wide
-//! and this process's cluster must see no other test's writes.
+//! second database, reads exactly four. A test binary of its own, because writing
+//! transactions are counted cluster-wide and this process's cluster must see no other
+//! test's writes.
 #![cfg(feature = "benchmarks")]
 
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use tasker_shared::bench_support::{counted, criterion_config, runtime, timed, Be
 /// first of them again in a second database (as a bench with two deployments does), is
 /// counted at exactly that, however many iterations criterion chose.
 #[test]
-fn a_benchmark_of_three_statements_reads_exactly_three_per_iteration() {
+fn a_benchmark_of_four_statements_in_two_databases_reads_exactly_four_per_iteration() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let file = dir.path().join("counts.jsonl");
     std::env::set_var(STATS_ENV, &file);

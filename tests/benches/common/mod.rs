@@ -63,11 +63,6 @@ pub enum Handlers {
     Ruby,
 }
 
-/// Where the Ruby example handlers live.
-pub fn ruby_examples() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tasker-ruby/ruby/examples")
-}
-
 /// A running deployment.
 pub struct Deployment {
     pub db: BenchDatabase,
@@ -168,7 +163,7 @@ impl Deployment {
         }
         let mut registry = registry(&self.templates);
         if handlers == Handlers::Ruby {
-            tasker_ruby::load(&ruby_examples())
+            tasker_ruby::load(&tasker_ruby::examples_dir())
                 .await
                 .expect("loading the Ruby example handlers")
                 .register_into(&mut registry);

@@ -18,10 +18,6 @@ use crate::e2e::harness::{
 
 const TASKER: &str = env!("CARGO_BIN_EXE_tasker");
 
-fn ruby_examples() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tasker-ruby/ruby/examples")
-}
-
 /// The Rust examples with the handlers of `dir` (Ruby) in place of those of the same name.
 async fn registry_with_ruby(dir: &Path) -> Arc<HandlerRegistry> {
     let mut registry = HandlerRegistry::new();
@@ -44,7 +40,7 @@ async fn harness_with_ruby(dir: &Path) -> Harness {
 
 #[tokio::test]
 async fn test_ruby_examples_run_linear_and_diamond_to_the_rust_values() {
-    let harness = harness_with_ruby(&ruby_examples()).await;
+    let harness = harness_with_ruby(&tasker_ruby::examples_dir()).await;
     let linear = harness
         .run(
             "linear_workflow",
@@ -157,7 +153,7 @@ async fn test_tasker_worker_runs_ruby_handlers_and_stops_on_sigterm() {
             "250ms",
         ])
         .arg("--ruby-handlers")
-        .arg(ruby_examples())
+        .arg(tasker_ruby::examples_dir())
         .env("DATABASE_URL", &harness.db.url)
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
