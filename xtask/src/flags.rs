@@ -198,9 +198,6 @@ pub struct ProfilePostArgs {
     pub judge: JudgeArgs,
 }
 
-/// Pairs of timing runs of `profile-post --against`.
-pub const DEFAULT_PAIRS: u32 = 8;
-
 /// A paired Phase 3: the working tree against another revision in one session; shared by
 /// `profile-post` and `profile-gate`.
 #[derive(Debug, Args, Clone)]
@@ -211,10 +208,11 @@ pub struct AgainstArgs {
     /// `<out>-against`.
     #[arg(long, value_name = "REV")]
     pub against: Option<String>,
-    /// Pairs of timing runs with --against (one run of each side per pair); see
-    /// docs/observability/profiling-workflow.md for why eight.
-    #[arg(long, default_value_t = DEFAULT_PAIRS, value_parser = clap::value_parser!(u32).range(2..))]
-    pub pairs: u32,
+    /// Pairs of timing runs per target with --against (one run of each side per pair), for
+    /// every target [default: the target's `pairs` in the plan, else 8; see
+    /// docs/observability/profiling-workflow.md for why].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
+    pub pairs: Option<u32>,
 }
 
 #[derive(Debug, Args)]

@@ -169,6 +169,7 @@ struct RawTarget {
     category: Category,
     needs_database: Option<bool>,
     profile_time_secs: Option<Spanned<f64>>,
+    pairs: Option<Spanned<u32>>,
     thresholds: Option<ThresholdOverrides>,
 }
 
@@ -185,6 +186,9 @@ pub struct Target {
     pub category: Category,
     pub needs_database: bool,
     pub profile_time_secs: f64,
+    /// Pairs of timing runs under `profile-post --against`, when this target needs other
+    /// than [`DEFAULT_PAIRS`] to decide its limits.
+    pub pairs: Option<u32>,
     pub thresholds: Thresholds,
 }
 
@@ -233,6 +237,10 @@ pub struct Plan {
 
 /// Seconds each benchmark is iterated under the profiler when the plan does not say.
 pub const DEFAULT_PROFILE_TIME_SECS: f64 = 10.0;
+
+/// Pairs of timing runs per target under `profile-post --against`, unless the target or
+/// `--pairs` says otherwise (docs/observability/profiling-workflow.md says why eight).
+pub const DEFAULT_PAIRS: u32 = 8;
 
 impl Plan {
     pub fn load(path: &Path) -> Result<Plan> {
@@ -328,6 +336,14 @@ impl Plan {
                 Some(t) => positive(t, "profile_time_secs", &at)?,
                 None => plan_profile_time,
             };
+            let pairs = match &raw_target.pairs {
+                Some(p) if *p.get_ref() < 2 => bail!(
+                    "{}: target `{name}`: `pairs` must be at least 2 (one pair gives no interval), got {}",
+                    at(p.span()),
+                    p.get_ref()
+                ),
+                p => p.as_ref().map(|p| *p.get_ref()),
+            };
             targets.push(Target {
                 name,
                 package: raw_target.package.clone(),
@@ -339,6 +355,7 @@ impl Plan {
                 category: raw_target.category,
                 needs_database: raw_target.needs_database.unwrap_or(raw.needs_database),
                 profile_time_secs,
+                pairs,
                 thresholds,
             });
         }
@@ -506,6 +523,29 @@ max_change_pct = 15
         assert_eq!(init.thresholds.noise_pct, 20.0, "lifecycle default kept");
         assert_eq!(init.profile_time_secs, 5.0);
         assert!(!init.needs_database);
+    }
+
+    #[test]
+    fn a_target_may_ask_for_its_own_pairs_but_not_fewer_than_two() {
+        let text = GOOD.replacen(
+            "needs_database = true",
+            "needs_database = true\npairs = 12",
+            1,
+        );
+        let plan = parse(&text).expect("valid plan");
+        assert_eq!(plan.targets[0].pairs, Some(12));
+        assert_eq!(plan.targets[1].pairs, None, "the default applies");
+
+        let text = GOOD.replacen(
+            "needs_database = true",
+            "needs_database = true\npairs = 1",
+            1,
+        );
+        let err = format!("{:#}", parse(&text).unwrap_err());
+        assert!(
+            err.contains("plan.toml:") && err.contains("`pairs` must be at least 2"),
+            "{err}"
+        );
     }
 
     #[test]

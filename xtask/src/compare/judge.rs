@@ -97,8 +97,8 @@ pub fn measurement(base: &RunDir, post: &RunDir) -> Measurement {
             pairs: Some(p.pairs),
             revision: Some(p.revision.describe()),
             description: format!(
-                "paired in one session: {} pairs of timing runs of {} and the working tree, judged on each pair's ratio; {}",
-                p.pairs,
+                "paired in one session: {} of {} and the working tree, judged on each pair's ratio; {}",
+                pairs_per_target(post),
                 p.revision.describe(),
                 pairing_kind(post)
             ),
@@ -113,6 +113,34 @@ pub fn measurement(base: &RunDir, post: &RunDir) -> Measurement {
             ),
         },
     }
+}
+
+/// How many pairs each target got: "8 pairs of timing runs per target", and the targets
+/// the plan gave a number of their own.
+fn pairs_per_target(post: &RunDir) -> String {
+    let runs: Vec<(&str, u32)> = post
+        .manifest
+        .targets
+        .iter()
+        .filter_map(|t| t.timing.as_ref().map(|r| (t.name.as_str(), r.runs)))
+        .collect();
+    let mut counts: Vec<u32> = runs.iter().map(|&(_, n)| n).collect();
+    counts.sort_unstable();
+    // The most common count is the session's; the others are named.
+    let common = counts
+        .chunk_by(|a, b| a == b)
+        .max_by_key(|c| c.len())
+        .map_or(0, |c| c[0]);
+    let others: Vec<String> = runs
+        .iter()
+        .filter(|&&(_, n)| n != common)
+        .map(|(name, n)| format!("{name}: {n}"))
+        .collect();
+    let mut text = format!("{common} pairs of timing runs per target");
+    if !others.is_empty() {
+        text.push_str(&format!(" ({})", others.join(", ")));
+    }
+    text
 }
 
 struct Lists {

@@ -305,13 +305,21 @@ pub fn run(opts: &Options) -> Result<Outcome> {
 }
 
 /// What `--against` adds to a run: the revision, where its worktree's workspace is, where
-/// its side goes, and how many pairs of timing runs.
+/// its side goes, and how many pairs of timing runs (`--pairs`, for every target).
 #[derive(Debug, Clone)]
 pub struct Against {
     pub revision: crate::revision::Revision,
     pub workspace: PathBuf,
     pub out: PathBuf,
-    pub pairs: u32,
+    pub pairs: Option<u32>,
+}
+
+impl Against {
+    /// Pairs of timing runs for `t`: `--pairs`, else the plan's for the target, else
+    /// [`DEFAULT_PAIRS`](crate::plan::DEFAULT_PAIRS).
+    pub fn pairs_for(&self, t: &Target) -> u32 {
+        self.pairs.or(t.pairs).unwrap_or(crate::plan::DEFAULT_PAIRS)
+    }
 }
 
 /// The two sides of a paired run.
@@ -349,16 +357,29 @@ fn execute(opts: &Options, against: Option<&Against>) -> Result<Vec<Outcome>> {
 
     let mut sides = Vec::new();
     if let Some(a) = against {
-        sides.push(Side::new(&sh, opts, &targets, &a.workspace, &a.out)?);
+        sides.push(Side::new(
+            &sh,
+            opts,
+            &targets,
+            (&a.workspace, &a.out),
+            true,
+        )?);
     }
     let measured = opts.measured.as_deref().unwrap_or(&opts.workspace);
-    sides.push(Side::new(&sh, opts, &targets, measured, &opts.out)?);
+    sides.push(Side::new(
+        &sh,
+        opts,
+        &targets,
+        (measured, &opts.out),
+        against.is_some(),
+    )?);
     let target_dir = target_dir_of(opts, &pre);
     let built = build_sides(&sh, opts, against, &targets, &mut sides, &target_dir)?;
     if let Some(a) = against {
         pair_up(
             &mut sides,
             a,
+            &targets,
             &format!("{started_at}-{}", std::process::id()),
         );
     }
@@ -372,8 +393,9 @@ fn execute(opts: &Options, against: Option<&Against>) -> Result<Vec<Outcome>> {
         built.database.as_deref(),
         &target_dir,
     )?;
-    let rounds = against.map_or(opts.runs, |a| a.pairs);
-    session.measure_targets(&targets, &mut sides, rounds)?;
+    session.measure_targets(&targets, &mut sides, |t| {
+        against.map_or(opts.runs, |a| a.pairs_for(t))
+    })?;
 
     let mut outcomes = Vec::new();
     for (side, build) in sides.into_iter().zip(built.records) {
@@ -477,9 +499,15 @@ fn build_sides(
     Ok(Built { records, database })
 }
 
-/// Marks the two sides as one paired session (the revision's side first).
-fn pair_up(sides: &mut [Side], against: &Against, session: &str) {
-    let order: Vec<String> = (1..=against.pairs)
+/// Marks the two sides as one paired session (the revision's side first). The recorded
+/// pairs are the most any target gets; each target's own are its timing runs.
+fn pair_up(sides: &mut [Side], against: &Against, targets: &[Target], session: &str) {
+    let pairs = targets
+        .iter()
+        .map(|t| against.pairs_for(t))
+        .max()
+        .unwrap_or(crate::plan::DEFAULT_PAIRS);
+    let order: Vec<String> = (1..=pairs)
         .map(|k| {
             if second_first(k) {
                 "post,against"
@@ -493,7 +521,7 @@ fn pair_up(sides: &mut [Side], against: &Against, session: &str) {
     for (i, side) in sides.iter_mut().enumerate() {
         side.pairing = Some(Pairing {
             session: session.to_owned(),
-            pairs: against.pairs,
+            pairs,
             side: if i == 0 {
                 PairSide::Against
             } else {
@@ -504,6 +532,32 @@ fn pair_up(sides: &mut [Side], against: &Against, session: &str) {
             order: order.clone(),
         });
     }
+}
+
+/// The benchmarks of target `t` that every side timed, when the sides timed different ones
+/// (a benchmark added or removed between the revisions): a profile of benchmarks only one
+/// side has would show their functions as new hot paths. `None` when the sides agree.
+fn shared_benchmarks(sides: &[&mut Side], t: &Target) -> Option<Vec<String>> {
+    let ids = |side: &Side| -> Vec<String> {
+        side.timings
+            .targets
+            .iter()
+            .find(|timed| timed.name == t.name)
+            .map(|timed| timed.benchmarks.iter().map(|b| b.id.clone()).collect())
+            .unwrap_or_default()
+    };
+    let (first, rest) = sides.split_first()?;
+    let first = ids(first);
+    let others: Vec<Vec<String>> = rest.iter().map(|s| ids(s)).collect();
+    if others.is_empty() || others.iter().all(|o| *o == first) {
+        return None;
+    }
+    Some(
+        first
+            .into_iter()
+            .filter(|id| others.iter().all(|o| o.contains(id)))
+            .collect(),
+    )
 }
 
 /// Whether the second side runs first in pair `k` (from 1): A B, B A, A B, ... so a steady
@@ -649,7 +703,12 @@ impl<'a> Session<'a> {
     /// Times and profiles every target on every side. A target one side cannot measure is
     /// left out on both, so it shows as not compared; a target that fails is marked failed
     /// on every side and the others go on.
-    fn measure_targets(&self, targets: &[Target], sides: &mut [Side], rounds: u32) -> Result<()> {
+    fn measure_targets(
+        &self,
+        targets: &[Target],
+        sides: &mut [Side],
+        rounds: impl Fn(&Target) -> u32,
+    ) -> Result<()> {
         let mut progress = progress::Progress::new(targets.len());
         for (i, t) in targets.iter().enumerate() {
             if interrupted() {
@@ -674,10 +733,11 @@ impl<'a> Session<'a> {
             progress.start_target();
             let mut refs: Vec<&mut Side> = sides.iter_mut().collect();
             let result = self
-                .time(t, &mut refs, i, &progress, rounds)
+                .time(t, &mut refs, i, &progress, rounds(t))
                 .and_then(|()| {
+                    let shared = shared_benchmarks(&refs, t);
                     refs.iter_mut().try_for_each(|s| {
-                        self.profile(t, s, i, &progress)?;
+                        self.profile(t, s, i, &progress, shared.as_deref())?;
                         self.count(t, s, i, &progress)
                     })
                 });
@@ -809,12 +869,15 @@ impl<'a> Session<'a> {
     }
 
     /// The profiling pass of target `i` on one side, and the analysis of its profile.
+    /// Profiles target `i` on `side`: every benchmark, or only `shared` ones (see
+    /// [`shared_benchmarks`]).
     fn profile(
         &self,
         t: &Target,
         side: &mut Side,
         i: usize,
         progress: &progress::Progress,
+        shared: Option<&[String]>,
     ) -> Result<()> {
         if interrupted() {
             bail!("interrupted");
@@ -854,9 +917,16 @@ impl<'a> Session<'a> {
             profile_time_secs: side.records[i].profile_time_secs,
             perf: &self.perf,
             title: format!("{} @ {title_rev}", t.name),
+            benchmarks: shared,
         };
         let profiled = pass.run()?;
         let record = &mut side.records[i];
+        if let Some(shared) = shared {
+            record.notes.push(format!(
+                "profiled on the {} benchmarks both sides have, so the two profiles compare",
+                shared.len()
+            ));
+        }
         record.profile = Some(profiled.record);
         let Some(folded) = profiled.folded else {
             record.notes.push(

@@ -40,6 +40,8 @@ pub struct ProfilePass<'a> {
     pub perf: &'a PerfSetup,
     /// A title for the flamegraph (target and git revision).
     pub title: String,
+    /// Profile only these benchmarks (criterion ids), instead of the target's filter.
+    pub benchmarks: Option<&'a [String]>,
 }
 
 pub struct Profiled {
@@ -63,8 +65,9 @@ impl ProfilePass<'_> {
             }
             Kind::Test => {}
         }
-        if let Some(filter) = &t.filter {
-            args.push(filter.clone());
+        match (t.kind, self.benchmarks) {
+            (Kind::Bench, Some(ids)) => args.push(exact_filter(ids)),
+            _ => args.extend(t.filter.clone()),
         }
         args
     }
@@ -440,6 +443,25 @@ pub fn render_flamegraph(folded: &str, svg: &PathBuf, title: &str) -> Result<()>
         .with_context(|| format!("rendering {}", svg.display()))
 }
 
+/// A criterion filter (a regular expression) matching exactly the benchmarks `ids`.
+fn exact_filter(ids: &[String]) -> String {
+    let escaped: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            id.chars()
+                .flat_map(|c| {
+                    let special = "\\.+*?()|[]{}^$#&-~".contains(c);
+                    special
+                        .then_some('\\')
+                        .into_iter()
+                        .chain(std::iter::once(c))
+                })
+                .collect()
+        })
+        .collect();
+    format!("^(?:{})$", escaped.join("|"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,6 +573,15 @@ mod tests {
         );
         perf.system_wide = false;
         assert!(!perf_record_args(&perf, 249, out).contains(&"-a".to_owned()));
+    }
+
+    #[test]
+    fn the_exact_filter_matches_the_ids_and_escapes_their_punctuation() {
+        let ids = ["e2e_latency/linear_rust".to_owned(), "a.b/(1)".to_owned()];
+        assert_eq!(
+            exact_filter(&ids),
+            r"^(?:e2e_latency/linear_rust|a\.b/\(1\))$"
+        );
     }
 
     #[test]

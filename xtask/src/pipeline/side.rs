@@ -37,25 +37,19 @@ pub struct Side {
 }
 
 impl Side {
-    /// A side for `targets`, with its staging directory next to `out`.
+    /// A side for `targets`, with its staging directory next to `out`; `paired` when it is
+    /// one of the two sides of `--against`.
     pub fn new(
         sh: &Shell,
         opts: &Options,
         targets: &[Target],
-        workspace: &Path,
-        out: &Path,
+        (workspace, out): (&Path, &Path),
+        paired: bool,
     ) -> Result<Side> {
         let metadata = workspace::metadata(sh, workspace)?;
         let mut records: Vec<TargetRecord> = targets
             .iter()
-            .map(|t| {
-                let secs = opts.profile_time.unwrap_or(if opts.quick {
-                    t.profile_time_secs.min(QUICK_PROFILE_SECS)
-                } else {
-                    t.profile_time_secs
-                });
-                target_record(t, secs)
-            })
+            .map(|t| target_record(t, profile_secs(opts, t, paired)))
             .collect();
         for (t, r) in targets.iter().zip(records.iter_mut()) {
             if let Some(note) = not_measurable(&metadata, t) {
@@ -236,6 +230,26 @@ pub fn label_of(out: &Path) -> String {
         || "baseline".to_owned(),
         |n| n.to_string_lossy().into_owned(),
     )
+}
+
+/// Seconds `t` is profiled on one side: `--profile-time`, else the plan's (capped by
+/// `--quick`), halved for each side of a paired run so its two profiles together cost what
+/// one run's does: both sides are sampled in the same session, so their shares compare
+/// with half the samples each.
+fn profile_secs(opts: &Options, t: &Target, paired: bool) -> f64 {
+    if let Some(secs) = opts.profile_time {
+        return secs;
+    }
+    let secs = if opts.quick {
+        t.profile_time_secs.min(QUICK_PROFILE_SECS)
+    } else {
+        t.profile_time_secs
+    };
+    if paired {
+        secs / 2.0
+    } else {
+        secs
+    }
 }
 
 fn target_record(t: &Target, profile_time_secs: f64) -> TargetRecord {

@@ -24,7 +24,7 @@ pub fn measure_and_judge(
     run: &RunArgs,
     out: Option<&Path>,
     spec: &str,
-    pairs: u32,
+    pairs: Option<u32>,
 ) -> (PathBuf, Result<Comparison>) {
     let root = match run_options::root(ws) {
         Ok(root) => root,
@@ -48,7 +48,7 @@ fn measure(
     root: &Path,
     run: &RunArgs,
     spec: &str,
-    pairs: u32,
+    pairs: Option<u32>,
     out: &Path,
 ) -> Result<Comparison> {
     let mut opts = run_options::options(ws, root, run, out.to_owned(), None)?;
