@@ -20,8 +20,7 @@ use crate::plan::Target;
 
 /// Criterion arguments for each pair of a paired run (`--against`): shorter runs, more of
 /// them. Two sides taking turns agree so closely that the pairs' number, not each run's
-/// length, sets the interval; this way eight pairs cost about what three runs of each side
-/// at the benches' own settings do.
+/// length, sets the interval.
 pub const PAIRED_ARGS: [&str; 4] = ["--warm-up-time", "0.5", "--measurement-time", "1"];
 
 /// Criterion arguments for `--quick`: enough samples for an estimate, not for a verdict.
