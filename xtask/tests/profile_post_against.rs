@@ -130,13 +130,22 @@ fn against_passes_an_unchanged_tree_and_catches_a_doubled_hot_function() {
     let base_manifest = read_json(&against_dir.join("manifest.json"));
     assert_eq!(base_manifest["pairing"]["side"], "against");
     assert_eq!(base_manifest["git"]["dirty"], false);
-    // Criterion's own layout, the run as the baseline name.
-    assert!(
-        against_dir
-            .join("criterion/fixture-bench/fixture/workload/run-6/estimates.json")
-            .is_file(),
-        "criterion layout"
-    );
+    // Criterion's own layout, each side's baselines named after its directory and run, so
+    // critcmp can hold both sides at once.
+    for (dir, baseline) in [
+        (&against_dir, "post-refactor-against-6"),
+        (&post_dir, "post-refactor-6"),
+    ] {
+        let estimates = dir
+            .join("criterion/fixture-bench/fixture/workload")
+            .join(baseline)
+            .join("estimates.json");
+        assert!(
+            estimates.is_file(),
+            "criterion layout: {}",
+            estimates.display()
+        );
+    }
     // The saved sides are ordinary run directories: `compare` judges them again, paired.
     let again = tmp.path().join("again");
     let rejudged = xtask_bare(&[

@@ -780,7 +780,7 @@ impl<'a> Session<'a> {
         let paired = sides.len() > 1;
         let started = Instant::now();
         let mut runs: Vec<Vec<timing::RunResult>> = sides.iter().map(|_| Vec::new()).collect();
-        let places: Vec<(PathBuf, PathBuf, PathBuf)> = sides
+        let places: Vec<(PathBuf, PathBuf, PathBuf, String)> = sides
             .iter()
             .enumerate()
             .map(|(s, side)| {
@@ -788,12 +788,13 @@ impl<'a> Session<'a> {
                     side.executables[i].clone().unwrap_or_default(),
                     side.dir().to_owned(),
                     self.scratch.join(format!("side-{s}")),
+                    side.label.clone(),
                 )
             })
             .collect();
         let timers: Vec<timing::Timer<'_>> = places
             .iter()
-            .map(|(exe, out, scratch)| {
+            .map(|(exe, out, scratch, label)| {
                 timing::Timer::new(
                     timing::TimingPass {
                         sh: self.sh,
@@ -803,6 +804,7 @@ impl<'a> Session<'a> {
                         out,
                         scratch,
                         criterion_args: &self.criterion_args,
+                        label,
                     },
                     self.opts.quick,
                 )

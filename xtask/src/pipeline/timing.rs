@@ -43,6 +43,14 @@ pub struct TimingPass<'a> {
     /// Scratch space for criterion's own files.
     pub scratch: &'a Path,
     pub criterion_args: &'a [String],
+    /// The run directory's name: with the run's number, criterion's baseline name
+    /// (`pre-refactor-3`), so that the baselines of two run directories never collide.
+    pub label: &'a str,
+}
+
+/// Criterion's baseline name for run `run` of the run directory called `label`.
+pub fn baseline_name(label: &str, run: u32) -> String {
+    format!("{label}-{run}")
 }
 
 /// What one timing run measured: criterion's results and, per benchmark, what the bench
@@ -68,8 +76,9 @@ impl TimingPass<'_> {
     }
 
     /// Timing run number `run`: the executable under criterion with its own home, its files
-    /// copied into the run directory in criterion's layout with `run-<n>` as the baseline
-    /// name (`criterion/<target>/<group>/<bench>/run-<n>/`), so `critcmp` reads them.
+    /// copied into the run directory in criterion's layout with the run directory's name and
+    /// the run's number as the baseline name
+    /// (`criterion/<target>/<group>/<bench>/<label>-<n>/`), so `critcmp` reads them.
     pub fn run_once(&self, run: u32) -> Result<RunResult> {
         let prepared = self.prepare(run)?;
         // Run while sampling its threads, so the comparison can tell a slower program
@@ -194,7 +203,7 @@ impl TimingPass<'_> {
             );
         }
         let target_dir = self.out.join("criterion").join(&t.name);
-        let baseline_name = format!("run-{run}");
+        let baseline_name = baseline_name(self.label, run);
         // Copy criterion's own files verbatim: the comparison may want more than we parse.
         for r in &results {
             let dest = target_dir.join(&r.directory).join(&baseline_name);
