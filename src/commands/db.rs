@@ -78,7 +78,7 @@ async fn start(dir: PathBuf) -> anyhow::Result<()> {
     cluster.ensure_database(DATABASE).await?;
     let url = cluster.url(DATABASE);
     let pool = tasker_shared::database::connect(&url, 2).await?;
-    tasker_shared::database::migrate(&pool)
+    tasker_shared::schema::migrate(&pool)
         .await
         .context("migrating the local database")?;
     pool.close().await;

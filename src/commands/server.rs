@@ -8,7 +8,8 @@ use clap::Args;
 use tasker_orchestration::api::{serve, ApiState, DEFAULT_BIND};
 use tasker_orchestration::orchestration::core::{Orchestrator, OrchestratorConfig};
 use tasker_orchestration::orchestration::lifecycle::task_initializer::TaskInitializer;
-use tasker_shared::database::{connect, migrate, redact_url};
+use tasker_shared::database::{connect, redact_url};
+use tasker_shared::schema::migrate;
 use tasker_shared::templates::{load_dir, register_template};
 
 #[derive(Debug, Args)]

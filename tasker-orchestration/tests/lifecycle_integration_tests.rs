@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use sqlx::postgres::PgListener;
+use tasker_client::CreateTaskRequest;
 use tasker_orchestration::orchestration::core::{Orchestrator, OrchestratorConfig};
-use tasker_orchestration::orchestration::lifecycle::task_initializer::{
-    TaskInitializer, TaskRequest,
-};
+use tasker_orchestration::orchestration::lifecycle::task_initializer::TaskInitializer;
 use tasker_shared::messaging::TASK_FINISHED_CHANNEL;
 use tasker_shared::templates::{parse_template, register_template};
 use tasker_shared::test_support::TestDatabase;
@@ -80,18 +79,8 @@ async fn engine() -> Engine {
     }
 }
 
-fn request(n: i64) -> TaskRequest {
-    TaskRequest {
-        namespace: "integration".into(),
-        name: "squares".into(),
-        version: "1".into(),
-        context: json!({ "n": n }),
-        priority: 0,
-        initiator: None,
-        source_system: None,
-        reason: None,
-        tags: None,
-    }
+fn request(n: i64) -> CreateTaskRequest {
+    CreateTaskRequest::new("integration", "squares", "1", json!({ "n": n }))
 }
 
 async fn wait_finished(listener: &mut PgListener, task: Uuid) {
@@ -143,7 +132,7 @@ async fn test_result_processing_updates_task_state() {
 #[tokio::test]
 async fn many_concurrent_tasks_all_complete_with_every_step_run_once() {
     let engine = engine().await;
-    let requests: Vec<TaskRequest> = (0..40).map(|n| request(n % 7 + 1)).collect();
+    let requests: Vec<CreateTaskRequest> = (0..40).map(|n| request(n % 7 + 1)).collect();
     let tasks: Vec<Uuid> =
         futures::future::join_all(requests.iter().map(|r| engine.init.create_task(r)))
             .await

@@ -1,4 +1,4 @@
-//! Connecting to PostgreSQL and applying the schema.
+//! Connecting to PostgreSQL (the schema is applied by [`crate::schema`]).
 
 use std::time::Duration;
 
@@ -7,10 +7,6 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgConnection, PgPool, Postgres};
 
 use crate::error::{DbContext, TaskerResult};
-
-/// The schema migrations, embedded at build time (also applied by
-/// `cargo sqlx migrate run --source tasker-shared/migrations`).
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Opens a connection pool for `url` with up to `max_connections` connections, tuned for the
 /// engine's short statements (see [`pool_options`] and [`connect_options`]).
@@ -52,8 +48,8 @@ pub fn database_url_from_env() -> Option<String> {
 /// table was a page long (a new installation, a table a retention job has just emptied), the
 /// probe reads the whole table, and keeps doing so as the table grows, until the next analyse.
 /// The settings only price those scans out: a statement with no index to use still runs.
-/// (Migrations 20261127000009 and 20261127000011 pin the same settings on the functions whose
-/// own plans fell into this, so that callers on other connections get them too.)
+/// (The functions whose own plans fell into this pin the same settings, so that callers on
+/// other connections get them too: see `tasker-shared/functions/`.)
 pub fn connect_options(url: &str) -> TaskerResult<PgConnectOptions> {
     Ok(url
         .parse::<PgConnectOptions>()
@@ -128,32 +124,6 @@ impl HeldConnection {
     pub fn is_held(&self) -> bool {
         self.conn.is_some()
     }
-}
-
-/// Applies every pending migration.
-///
-/// sqlx keeps its bookkeeping table `_sqlx_migrations` unqualified, so it lands in the first
-/// schema of the search path; for a role named `tasker` that is the `tasker` schema once the
-/// first migration has created it, and a second run would no longer find its own records.
-/// Pinning the search path to `public` keeps the bookkeeping in one place; every object of the
-/// schema itself is qualified with `tasker.`.
-pub async fn migrate(pool: &PgPool) -> TaskerResult<()> {
-    let mut conn = pool
-        .acquire()
-        .await
-        .db_context("acquiring a connection to migrate")?;
-    sqlx::query("SET search_path TO public")
-        .execute(&mut *conn)
-        .await
-        .db_context("setting the search path for migrations")?;
-    let result = MIGRATOR.run(&mut *conn).await;
-    // the connection returns to the pool; leave it as every other connection is
-    sqlx::query("RESET search_path")
-        .execute(&mut *conn)
-        .await
-        .db_context("resetting the search path after migrations")?;
-    result?;
-    Ok(())
 }
 
 /// The URL with any password replaced by `***`, safe for logs and reports.

@@ -31,6 +31,10 @@ pub enum TaskerError {
     },
     #[error("invalid queue name {0:?}: use 1 to 48 characters from a-z, 0-9 and _")]
     InvalidQueueName(String),
+    #[error(
+        "the database was migrated with the schema history Tasker replaced by one folded schema (it has migration {version}), and there is no released data to carry over: for the local cluster run `tasker db destroy` and then `tasker db start`; for another database drop its `tasker` schema and `public._sqlx_migrations` table, then migrate again"
+    )]
+    OldSchemaHistory { version: i64 },
 }
 
 /// Attaches what the code was doing to a `sqlx::Error`.

@@ -13,6 +13,7 @@ pub mod error;
 pub mod local_postgres;
 pub mod messaging;
 pub mod models;
+pub mod schema;
 pub mod sql_functions;
 pub mod state;
 pub mod templates;

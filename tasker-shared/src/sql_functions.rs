@@ -1,5 +1,5 @@
-//! Typed wrappers for the orchestration SQL functions (see the migrations for their
-//! semantics). Each is one round trip.
+//! Typed wrappers for the orchestration SQL functions (see `tasker-shared/functions/` for
+//! their semantics). Each is one round trip.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -65,20 +65,28 @@ impl ExecutionStatus {
     }
 }
 
+/// The step counts and status columns of `tasker.get_task_execution_context`, for every
+/// query that reads them (`#[sqlx(flatten)]` them into its row).
+#[derive(Debug, Clone, FromRow)]
+pub struct ExecutionContextColumns {
+    pub total_steps: i32,
+    pub pending_steps: i32,
+    pub in_process_steps: i32,
+    pub completed_steps: i32,
+    pub failed_steps: i32,
+    pub waiting_for_retry_steps: i32,
+    pub ready_steps: i32,
+    pub execution_status: String,
+    pub completion_percentage: f64,
+}
+
 #[derive(Debug, FromRow)]
 struct ExecutionContextRow {
     task_uuid: Uuid,
     task_state: String,
-    total_steps: i32,
-    pending_steps: i32,
-    in_process_steps: i32,
-    completed_steps: i32,
-    failed_steps: i32,
-    waiting_for_retry_steps: i32,
-    ready_steps: i32,
-    execution_status: String,
     recommended_action: String,
-    completion_percentage: f64,
+    #[sqlx(flatten)]
+    columns: ExecutionContextColumns,
 }
 
 /// Step counts by state and the recommended next action for a task.
@@ -172,16 +180,16 @@ pub async fn get_task_execution_context<'e>(
     Ok(row.map(|r| TaskExecutionContext {
         task_uuid: r.task_uuid,
         task_state: r.task_state,
-        total_steps: r.total_steps,
-        pending_steps: r.pending_steps,
-        in_process_steps: r.in_process_steps,
-        completed_steps: r.completed_steps,
-        failed_steps: r.failed_steps,
-        waiting_for_retry_steps: r.waiting_for_retry_steps,
-        ready_steps: r.ready_steps,
-        execution_status: ExecutionStatus::parse(&r.execution_status),
+        total_steps: r.columns.total_steps,
+        pending_steps: r.columns.pending_steps,
+        in_process_steps: r.columns.in_process_steps,
+        completed_steps: r.columns.completed_steps,
+        failed_steps: r.columns.failed_steps,
+        waiting_for_retry_steps: r.columns.waiting_for_retry_steps,
+        ready_steps: r.columns.ready_steps,
+        execution_status: ExecutionStatus::parse(&r.columns.execution_status),
         recommended_action: r.recommended_action,
-        completion_percentage: r.completion_percentage,
+        completion_percentage: r.columns.completion_percentage,
     }))
 }
 

@@ -136,7 +136,7 @@ impl TestDatabase {
             .await
             .map_err(|e| display_chain(&e))?;
         if server.template.is_none() {
-            crate::database::migrate(&pool)
+            crate::schema::migrate(&pool)
                 .await
                 .map_err(|e| display_chain(&e))?;
         }
@@ -190,7 +190,7 @@ async fn start_server() -> Result<Server, String> {
         .connect(&template_url)
         .await
         .map_err(|e| format!("connecting to the template database: {e}"))?;
-    crate::database::migrate(&pool)
+    crate::schema::migrate(&pool)
         .await
         .map_err(|e| display_chain(&e))?;
     // no session may stay connected to a template while it is copied

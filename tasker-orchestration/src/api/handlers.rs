@@ -18,7 +18,6 @@ use super::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use super::queries::{self, TaskFilter};
 use super::waiters::WaitOutcome;
 use super::ApiState;
-use crate::orchestration::lifecycle::task_initializer::TaskRequest;
 
 /// How long the health check waits for the database before calling it unavailable (the pool's
 /// own acquire timeout is much longer).
@@ -27,33 +26,15 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 /// `POST /v1/tasks`.
 pub async fn create_task(
     State(state): State<ApiState>,
-    ApiJson(body): ApiJson<CreateTaskRequest>,
+    ApiJson(request): ApiJson<CreateTaskRequest>,
 ) -> Result<(StatusCode, Json<TaskCreated>), ApiError> {
-    let request = TaskRequest {
-        namespace: body.namespace,
-        name: body.name,
-        version: body.version,
-        context: body.context,
-        priority: body.priority,
-        initiator: body.initiator,
-        source_system: body.source_system,
-        reason: body.reason,
-        tags: body.tags,
-    };
     let created = state.initializer().create_task(&request).await?;
     let status = if created.deduplicated {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    Ok((
-        status,
-        Json(TaskCreated {
-            task_uuid: created.task_uuid,
-            step_count: created.step_count,
-            deduplicated: created.deduplicated,
-        }),
-    ))
+    Ok((status, Json(created)))
 }
 
 /// `GET /v1/tasks/{id}`.

@@ -6,6 +6,7 @@ use sqlx::types::Json;
 use sqlx::{FromRow, PgExecutor};
 use tasker_client::{StepCounts, StepDetails, TaskDetails, TaskSummary};
 use tasker_shared::error::{DbContext, TaskerResult};
+use tasker_shared::sql_functions::ExecutionContextColumns;
 use uuid::Uuid;
 
 #[derive(FromRow)]
@@ -24,15 +25,8 @@ struct TaskDetailsRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     completed_at: Option<DateTime<Utc>>,
-    completion_percentage: f64,
-    execution_status: String,
-    total_steps: i32,
-    pending_steps: i32,
-    in_process_steps: i32,
-    completed_steps: i32,
-    failed_steps: i32,
-    waiting_for_retry_steps: i32,
-    ready_steps: i32,
+    #[sqlx(flatten)]
+    execution: ExecutionContextColumns,
     steps: Json<Vec<StepDetails>>,
 }
 
@@ -91,17 +85,17 @@ pub async fn task_details<'e>(
         created_at: r.created_at,
         updated_at: r.updated_at,
         completed_at: r.completed_at,
-        completion_percentage: r.completion_percentage,
-        execution_status: r.execution_status,
+        completion_percentage: r.execution.completion_percentage,
         step_counts: StepCounts {
-            total: r.total_steps,
-            pending: r.pending_steps,
-            in_process: r.in_process_steps,
-            completed: r.completed_steps,
-            failed: r.failed_steps,
-            waiting_for_retry: r.waiting_for_retry_steps,
-            ready: r.ready_steps,
+            total: r.execution.total_steps,
+            pending: r.execution.pending_steps,
+            in_process: r.execution.in_process_steps,
+            completed: r.execution.completed_steps,
+            failed: r.execution.failed_steps,
+            waiting_for_retry: r.execution.waiting_for_retry_steps,
+            ready: r.execution.ready_steps,
         },
+        execution_status: r.execution.execution_status,
         steps: r.steps.0,
     }))
 }

@@ -1,8 +1,8 @@
 //! Durable queues in PostgreSQL with LISTEN/NOTIFY wake-ups.
 //!
 //! Hand-rolled rather than built on the `pgmq` crate, for three reasons: the queue tables and
-//! functions live in this crate's sqlx migrations, so `tasker migrate` and
-//! `cargo sqlx migrate run` install everything (pgmq installs its SQL through its own installer,
+//! functions live in this crate's schema (`migrations/`, `functions/30_queues.sql`), so
+//! `tasker migrate` installs everything (pgmq installs its SQL through its own installer,
 //! outside any migration set); every statement is static, so sqlx prepares it once per
 //! connection (pgmq's functions build their SQL with `format` and `EXECUTE` on every call); and
 //! a send raises its notification inside the caller's transaction, next to the state change it

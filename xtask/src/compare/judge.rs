@@ -2,7 +2,7 @@
 //! verdict per benchmark present in both, the regression signals, and the profiles side by
 //! side. Produces the `Comparison` the reports are rendered from; writes nothing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -25,6 +25,8 @@ pub struct Options {
     /// Judge with this plan's thresholds instead of those recorded in the post run.
     pub plan: Option<Plan>,
     pub command_line: Vec<String>,
+    /// Where the report goes: the runs' directories are named as seen from it.
+    pub report_dir: PathBuf,
 }
 
 /// The inputs of one target's differential flamegraphs.
@@ -42,10 +44,10 @@ pub struct Judged {
     pub graphs: Vec<GraphJob>,
 }
 
-fn summary(run: &RunDir) -> RunSummary {
+fn summary(run: &RunDir, report_dir: &Path) -> RunSummary {
     let m = &run.manifest;
     RunSummary {
-        dir: run.dir.display().to_string(),
+        dir: seen_from(&run.dir, report_dir),
         label: m.label.clone(),
         revision: m.git.revision.clone(),
         dirty: m.git.dirty,
@@ -75,6 +77,23 @@ fn limit_of(t: &Thresholds) -> (f64, LimitKind) {
     match t.max_change_pct {
         Some(p) => (p, LimitKind::MaxChange),
         None => (t.noise_pct, LimitKind::NoiseBand),
+    }
+}
+
+/// `dir` as seen from `from` when it is `from`, inside it or beside it (`.`, `sub`,
+/// `../name`), else as it is: a report names its runs without a machine's absolute paths.
+fn seen_from(dir: &Path, from: &Path) -> String {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    let (dir, from) = (absolute(dir), absolute(from));
+    if dir == from {
+        return ".".to_owned();
+    }
+    if let Ok(inside) = dir.strip_prefix(&from) {
+        return inside.display().to_string();
+    }
+    match (dir.parent(), from.parent(), dir.file_name()) {
+        (Some(a), Some(b), Some(name)) if a == b => format!("../{}", name.to_string_lossy()),
+        _ => dir.display().to_string(),
     }
 }
 
@@ -558,8 +577,8 @@ pub fn judge(base: &RunDir, post: &RunDir, opts: &Options) -> Result<Judged> {
         schema_version: SCHEMA_VERSION,
         generated_at: crate::clock::now_rfc3339(),
         command_line: opts.command_line.clone(),
-        baseline: summary(base),
-        post: summary(post),
+        baseline: summary(base, &opts.report_dir),
+        post: summary(post, &opts.report_dir),
         comparability,
         measurement: measured,
         timings: out.lists.rows,
@@ -842,7 +861,20 @@ mod tests {
             host_policy: HostPolicy::SameHost,
             plan: None,
             command_line: Vec::new(),
+            report_dir: PathBuf::from("/runs/post"),
         }
+    }
+
+    #[test]
+    fn run_directories_are_named_as_seen_from_the_report() {
+        let report = Path::new("/runs/post");
+        assert_eq!(seen_from(Path::new("/runs/post"), report), ".");
+        assert_eq!(
+            seen_from(Path::new("/runs/post-against"), report),
+            "../post-against"
+        );
+        assert_eq!(seen_from(Path::new("/runs/post/sub"), report), "sub");
+        assert_eq!(seen_from(Path::new("/elsewhere/x"), report), "/elsewhere/x");
     }
 
     #[test]

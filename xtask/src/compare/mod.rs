@@ -57,6 +57,7 @@ pub fn judge_and_write(req: Request) -> Result<Comparison> {
             host_policy: req.host_policy,
             plan: req.plan,
             command_line: std::env::args().collect(),
+            report_dir: req.out.clone(),
         },
     )?;
     output::write(&req.out, judged)

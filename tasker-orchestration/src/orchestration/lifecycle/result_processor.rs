@@ -2,9 +2,9 @@
 //! error; the task is then re-evaluated in the same transaction: newly ready dependents are
 //! enqueued, or the task is finalised.
 //!
-//! All of it is one call to `tasker.process_step_result` (migration
-//! `20261127000005_orchestration_cycle.sql`), one round trip instead of nine. Results for one
-//! task are processed one at a time (the task row is locked first), so two branches of a
+//! All of it is one call to `tasker.process_step_result`
+//! (`tasker-shared/functions/50_orchestration.sql`), one round trip instead of nine. Results
+//! for one task are processed one at a time (the task row is locked first), so two branches of a
 //! diamond finishing together cannot both conclude "the other is still running" and leave the
 //! join step unenqueued. A result that does not match the step's state (a duplicate or a late
 //! message) changes nothing.

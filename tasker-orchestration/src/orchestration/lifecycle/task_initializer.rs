@@ -1,5 +1,6 @@
-//! Task initialisation: a request plus a registered template becomes a task, its steps, edges
-//! and initial transitions in one transaction, and orchestrators are told it exists.
+//! Task initialisation: a request ([`CreateTaskRequest`], the API's own wire type) plus a
+//! registered template becomes a task, its steps, edges and initial transitions in one
+//! transaction, and orchestrators are told it exists.
 //!
 //! Identical requests (same template, context and initiator) inside the de-duplication window
 //! return the task the first one created: a client that retries a timed-out POST does not start
@@ -9,10 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
+use tasker_client::{CreateTaskRequest, TaskCreated};
 use tasker_shared::error::DbContext;
 use tasker_shared::messaging::TASKS_READY_CHANNEL;
 use tasker_shared::models::{insert_task_graph, NewTask};
@@ -24,42 +24,6 @@ use crate::error::{OrchestrationError, OrchestrationResult};
 /// How long a looked-up template is trusted before it is read again (templates change only on
 /// registration, which is rare; the lookup is a round trip on every task creation otherwise).
 const TEMPLATE_CACHE_TTL: Duration = Duration::from_secs(5);
-
-/// What a client asks for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaskRequest {
-    pub namespace: String,
-    pub name: String,
-    pub version: String,
-    /// Input for the steps; must be a JSON object.
-    #[serde(default = "empty_object")]
-    pub context: Value,
-    /// Higher runs first.
-    #[serde(default)]
-    pub priority: i32,
-    #[serde(default)]
-    pub initiator: Option<String>,
-    #[serde(default)]
-    pub source_system: Option<String>,
-    #[serde(default)]
-    pub reason: Option<String>,
-    #[serde(default)]
-    pub tags: Option<Value>,
-}
-
-fn empty_object() -> Value {
-    Value::Object(Default::default())
-}
-
-/// What a creation produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskCreated {
-    pub task_uuid: Uuid,
-    pub step_count: usize,
-    /// True when an identical recent request had already created this task.
-    pub deduplicated: bool,
-}
 
 type TemplateKey = (String, String, String);
 type CachedTemplate = (Instant, Arc<(Uuid, TaskTemplate)>);
@@ -85,7 +49,10 @@ impl TaskInitializer {
     }
 
     /// Validates the request, creates the task in one transaction, and notifies orchestrators.
-    pub async fn create_task(&self, request: &TaskRequest) -> OrchestrationResult<TaskCreated> {
+    pub async fn create_task(
+        &self,
+        request: &CreateTaskRequest,
+    ) -> OrchestrationResult<TaskCreated> {
         if !request.context.is_object() {
             return Err(OrchestrationError::InvalidRequest(
                 "context must be a JSON object".into(),
@@ -159,7 +126,7 @@ impl TaskInitializer {
 
     async fn template(
         &self,
-        request: &TaskRequest,
+        request: &CreateTaskRequest,
     ) -> OrchestrationResult<Arc<(Uuid, TaskTemplate)>> {
         let key = (
             request.namespace.clone(),
@@ -196,7 +163,7 @@ impl TaskInitializer {
 
 /// The request's identity: template, context and initiator. serde_json's map is ordered by
 /// key, so equal contexts serialise equally.
-fn identity_hash(request: &TaskRequest) -> String {
+fn identity_hash(request: &CreateTaskRequest) -> String {
     let mut hasher = Sha256::new();
     for part in [
         request.namespace.as_str(),
@@ -213,7 +180,7 @@ fn identity_hash(request: &TaskRequest) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value};
     use tasker_shared::templates::{parse_template, register_template};
     use tasker_shared::test_support::TestDatabase;
 
@@ -237,18 +204,11 @@ steps:
         (db, init)
     }
 
-    fn request(context: Value) -> TaskRequest {
-        TaskRequest {
-            namespace: "init_tests".into(),
-            name: "two_steps".into(),
-            version: "1.0.0".into(),
-            context,
-            priority: 3,
-            initiator: Some("tests".into()),
-            source_system: None,
-            reason: None,
-            tags: None,
-        }
+    fn request(context: Value) -> CreateTaskRequest {
+        let mut request = CreateTaskRequest::new("init_tests", "two_steps", "1.0.0", context);
+        request.priority = 3;
+        request.initiator = Some("tests".into());
+        request
     }
 
     #[tokio::test]

@@ -15,7 +15,9 @@ use tasker_worker::StepError;
 use uuid::Uuid;
 
 use super::result_processor::{ResultOutcome, ResultProcessor};
-use super::task_initializer::{TaskInitializer, TaskRequest};
+use tasker_client::CreateTaskRequest;
+
+use super::task_initializer::TaskInitializer;
 
 pub const NAMESPACE: &str = "lifecycle";
 
@@ -80,17 +82,7 @@ impl Harness {
 
     pub async fn create(&self, name: &str) -> Uuid {
         self.init
-            .create_task(&TaskRequest {
-                namespace: NAMESPACE.into(),
-                name: name.into(),
-                version: "1".into(),
-                context: json!({}),
-                priority: 0,
-                initiator: None,
-                source_system: None,
-                reason: None,
-                tags: None,
-            })
+            .create_task(&CreateTaskRequest::new(NAMESPACE, name, "1", json!({})))
             .await
             .unwrap()
             .task_uuid

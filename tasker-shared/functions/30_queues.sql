@@ -1,47 +1,13 @@
--- Durable message queues in PostgreSQL.
---
--- One table holds every queue's live messages; a reader claims messages with
--- FOR UPDATE SKIP LOCKED and hides them for a visibility timeout, so a consumer that dies
--- mid-message loses nothing: the message becomes visible again when its timeout passes.
--- Sending also raises a notification on the queue's channel in the same transaction, so a
--- listener wakes when the message commits, not on its next poll.
-
-CREATE TABLE tasker.queues (
-    queue_name text PRIMARY KEY CHECK (queue_name ~ '^[a-z0-9_]{1,48}$'),
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-
-CREATE TABLE tasker.queue_messages (
-    msg_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    queue_name  text NOT NULL REFERENCES tasker.queues (queue_name),
-    read_ct     integer NOT NULL DEFAULT 0,
-    enqueued_at timestamptz NOT NULL DEFAULT now(),
-    vt          timestamptz NOT NULL DEFAULT now(),
-    message     jsonb NOT NULL
-);
-
--- Readers take the oldest visible messages: walking this index in msg_id order and skipping
--- the few invisible (in-flight) ones stays cheap however large a backlog grows, where an index
--- led by vt would have to sort every visible message to find the oldest.
-CREATE INDEX queue_messages_fifo_idx ON tasker.queue_messages (queue_name, msg_id);
-
-CREATE TABLE tasker.queue_archive (
-    msg_id      bigint PRIMARY KEY,
-    queue_name  text NOT NULL,
-    read_ct     integer NOT NULL,
-    enqueued_at timestamptz NOT NULL,
-    archived_at timestamptz NOT NULL DEFAULT now(),
-    message     jsonb NOT NULL
-);
-
-CREATE INDEX queue_archive_queue_idx ON tasker.queue_archive (queue_name, archived_at);
+-- Durable queues (the tables are in the schema): send, read with a visibility timeout,
+-- archive. Sending notifies the queue's channel in the same transaction, so a listener wakes
+-- when the message commits.
 
 -- The notification channel of a queue.
-CREATE FUNCTION tasker.queue_channel(p_queue_name text) RETURNS text
+CREATE OR REPLACE FUNCTION tasker.queue_channel(p_queue_name text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$ SELECT 'tasker_queue_' || p_queue_name $$;
 
 -- Send one message, visible after p_delay_seconds, and notify the queue's channel.
-CREATE FUNCTION tasker.queue_send(p_queue_name text, p_message jsonb, p_delay_seconds double precision DEFAULT 0)
+CREATE OR REPLACE FUNCTION tasker.queue_send(p_queue_name text, p_message jsonb, p_delay_seconds double precision DEFAULT 0)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -56,7 +22,7 @@ END
 $$;
 
 -- Send many messages in one statement with one notification.
-CREATE FUNCTION tasker.queue_send_batch(p_queue_name text, p_messages jsonb[])
+CREATE OR REPLACE FUNCTION tasker.queue_send_batch(p_queue_name text, p_messages jsonb[])
 RETURNS SETOF bigint
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -70,10 +36,16 @@ $$;
 
 -- Claim up to p_limit visible messages and hide them for p_vt_seconds.
 -- PL/pgSQL rather than SQL: a SQL function's statements are planned on every call, PL/pgSQL
--- keeps the plan for the session, and this runs for every message consumed.
-CREATE FUNCTION tasker.queue_read(p_queue_name text, p_vt_seconds double precision, p_limit integer)
+-- keeps the plan for the session, and this runs for every message consumed. Pinned to its
+-- intended plan, the ordered walk of queue_messages_fifo_idx: a queue's size swings between
+-- empty and a backlog, so its statistics are never right for long, and a read planned while
+-- the table looked small became a bitmap scan of every entry of the queue, dead ones included.
+CREATE OR REPLACE FUNCTION tasker.queue_read(p_queue_name text, p_vt_seconds double precision, p_limit integer)
 RETURNS TABLE (msg_id bigint, read_ct integer, enqueued_at timestamptz, vt timestamptz, message jsonb)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+AS $$
 BEGIN
     RETURN QUERY
     WITH claimed AS (
@@ -94,7 +66,7 @@ END
 $$;
 
 -- Move a message to the archive; false when it no longer exists.
-CREATE FUNCTION tasker.queue_archive_message(p_queue_name text, p_msg_id bigint)
+CREATE OR REPLACE FUNCTION tasker.queue_archive_message(p_queue_name text, p_msg_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE

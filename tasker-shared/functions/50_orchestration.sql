@@ -1,73 +1,86 @@
--- Fewer statements on every step's path.
+-- The orchestrator's path: enqueue ready steps, pick up waiting tasks, process results and
+-- finalise tasks. Every path that moves a task locks its row first, so two results of one
+-- task (two branches of a diamond finishing together) are processed one after the other.
 --
--- Why: throughput is bound by PostgreSQL's CPU (about 1.5 ms of server CPU per step on the
--- 2-core machine, 80 % of the machine's time), and a large share of that is per statement:
--- starting and ending an executor, a function call's frame, a trigger queue. The hot path ran
--- about 35 statements per step inside the functions. Those below do the same writes with fewer:
---
--- - submit_step_result: the step's move, its history row, the result message and the
---   acknowledgement of the step message are one statement (they were a statement, a call to
---   queue_send with two more, and a DELETE), and the step row is written without first being
---   locked by a separate read (a lock is a write of its own, with its own WAL record);
--- - enqueue_steps: the messages are inserted by the statement that moves the steps (it called
---   queue_send_batch, two statements and a function frame);
--- - process_step_result: the step's move is written here for the one row it has already
---   locked (it called the general transition_step_state_atomic, which locks again), and a
---   retry's time goes into the same UPDATE instead of a second write of the row;
--- - pick_up_task and finalize_locked_task record a task's two transitions (into
---   enqueuing_steps or evaluating_results, and out again) with one statement
---   (transition_task_state_through) where they made two calls, each rewriting the task row
---   and retiring a history row. The task row is locked for the whole call, so no reader ever
---   saw the state in between; the history still records both transitions, in order.
---
--- Same rules, same rows, same notifications; only the number of statements changes.
+-- enqueue_steps runs with sequential and bitmap scans off, for the reason given in
+-- 10_transitions.sql; process_next_results too, for the queue read's (30_queues.sql).
 
--- Moves a task through p_states (p_states[1] is the state it must be in now), recording one
--- history row per step of the way; the last is the most recent. False when the task is not in
--- p_states[1].
-CREATE FUNCTION tasker.transition_task_state_through(
-    p_task_uuid uuid,
-    p_states    text[],
-    p_processor text
-) RETURNS boolean
-LANGUAGE plpgsql AS $$
+-- Moves every listed step of p_task_uuid that is still pending or waiting for a retry to
+-- enqueued, records its transition and sends its message on p_queue, in one statement, with
+-- one notification. The steps are locked in a fixed order, so concurrent callers cannot
+-- deadlock. Returns the steps moved; the rest were taken by a concurrent writer.
+CREATE OR REPLACE FUNCTION tasker.enqueue_steps(
+    p_task_uuid  uuid,
+    p_step_uuids uuid[],
+    p_queue      text,
+    p_processor  text
+) RETURNS uuid[]
+LANGUAGE plpgsql
+-- key probes only, see the note at the top of this file
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+AS $$
 DECLARE
-    last_state text := p_states[cardinality(p_states)];
-    moved      boolean;
+    moved uuid[];
 BEGIN
-    IF coalesce(cardinality(p_states), 0) < 2 THEN
-        RAISE EXCEPTION 'transition_task_state_through needs a from state and at least one to state, got %',
-            p_states USING ERRCODE = 'invalid_parameter_value';
+    IF p_step_uuids IS NULL OR cardinality(p_step_uuids) = 0 THEN
+        RETURN '{}';
     END IF;
-    WITH updated AS (
-        UPDATE tasker.tasks t
-           SET current_state = last_state,
-               updated_at = now(),
-               completed_at = CASE WHEN last_state IN ('complete', 'error', 'cancelled', 'resolved_manually')
-                                   THEN now() ELSE t.completed_at END
-         WHERE t.task_uuid = p_task_uuid AND t.current_state = p_states[1]
-        RETURNING t.task_uuid
+    WITH locked AS (
+        SELECT s.workflow_step_uuid, s.current_state
+          FROM tasker.workflow_steps s
+         WHERE s.workflow_step_uuid = ANY (p_step_uuids)
+           AND s.task_uuid = p_task_uuid
+           AND s.current_state IN ('pending', 'waiting_for_retry')
+         ORDER BY s.workflow_step_uuid
+           FOR UPDATE
+    ), updated AS (
+        UPDATE tasker.workflow_steps s
+           SET current_state = 'enqueued',
+               in_process = true,
+               processed = false,
+               updated_at = now()
+          FROM locked
+         WHERE s.workflow_step_uuid = locked.workflow_step_uuid
+        RETURNING s.workflow_step_uuid, s.task_uuid, s.attempts, s.created_at,
+                  locked.current_state AS previous
     ), retired AS (
-        UPDATE tasker.task_transitions tt
+        UPDATE tasker.workflow_step_transitions t
            SET most_recent = false
-         WHERE tt.task_uuid = p_task_uuid AND tt.most_recent AND EXISTS (SELECT 1 FROM updated)
-        RETURNING tt.sort_key
+          FROM updated u
+         WHERE t.workflow_step_uuid = u.workflow_step_uuid AND t.most_recent
+        RETURNING t.workflow_step_uuid, t.sort_key
     ), recorded AS (
-        INSERT INTO tasker.task_transitions
-            (task_uuid, from_state, to_state, sort_key, most_recent, processor, metadata)
-        SELECT u.task_uuid, p_states[i - 1], p_states[i],
-               coalesce((SELECT max(r.sort_key) FROM retired r), 0) + i - 1,
-               i = cardinality(p_states), p_processor, '{}'::jsonb
-          FROM updated u, generate_subscripts(p_states, 1) AS i
-         WHERE i > 1
-         ORDER BY i
-        RETURNING 1
+        INSERT INTO tasker.workflow_step_transitions
+            (workflow_step_uuid, from_state, to_state, sort_key, most_recent, processor, metadata)
+        SELECT u.workflow_step_uuid, u.previous, 'enqueued', coalesce(r.sort_key, 0) + 1, true,
+               p_processor, '{}'::jsonb
+          FROM updated u
+          LEFT JOIN retired r ON r.workflow_step_uuid = u.workflow_step_uuid
+    ), sent AS (
+        -- message ids follow the steps' creation order; the
+        -- message asks for the attempt the claim will make (the claim increments attempts)
+        INSERT INTO tasker.queue_messages (queue_name, message)
+        SELECT p_queue, jsonb_build_object('task_uuid', u.task_uuid,
+                                           'workflow_step_uuid', u.workflow_step_uuid,
+                                           'attempt', u.attempts + 1)
+          FROM updated u
+         ORDER BY u.created_at, u.workflow_step_uuid
     )
-    SELECT count(*) > 0 INTO moved FROM recorded;
+    SELECT array_agg(u.workflow_step_uuid) INTO moved FROM updated u;
+    IF moved IS NULL THEN
+        RETURN '{}';
+    END IF;
+    PERFORM pg_notify(tasker.queue_channel(p_queue), 'batch');
     RETURN moved;
 END
 $$;
 
+-- Picks up a task waiting to be worked on (pending, waiting_for_dependencies or
+-- waiting_for_retry): enqueuing_steps, its ready steps enqueued, then steps_in_process (or
+-- waiting_for_dependencies when nothing could be enqueued), both transitions recorded by one
+-- statement. NULL when the task is in any other state: another orchestrator has it, or it
+-- moved on.
 CREATE OR REPLACE FUNCTION tasker.pick_up_task(p_task_uuid uuid, p_processor text)
 RETURNS uuid[]
 LANGUAGE plpgsql AS $$
@@ -99,6 +112,12 @@ BEGIN
 END
 $$;
 
+-- Finalises a task, already locked by the caller, from a summary of its steps the caller
+-- already has (task_step_summary): complete, blocked_by_failures, waiting_for_retry (with
+-- when the earliest backoff ends) or waiting_for_dependencies, always by way of
+-- evaluating_results. A finished task (complete, blocked) is announced on tasker_task_finished
+-- in the same transaction. Outcomes: not_finished (work is ready or running, or the task is
+-- terminal), completed, blocked, waiting_for_retry, waiting_for_dependencies.
 CREATE OR REPLACE FUNCTION tasker.finalize_locked_task(
     p_task_uuid     uuid,
     p_processor     text,
@@ -155,131 +174,35 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION tasker.submit_step_result(
-    p_step_uuid      uuid,
-    p_worker         text,
-    p_success        boolean,
-    p_results        jsonb,
-    p_error          jsonb,
-    p_result_message jsonb,
-    p_step_queue     text,
-    p_msg_id         bigint
-) RETURNS boolean
+-- finalize_locked_task for a caller that holds nothing: locks the task and summarises its
+-- steps first. Same rules and outcomes.
+CREATE OR REPLACE FUNCTION tasker.finalize_task(p_task_uuid uuid, p_processor text)
+RETURNS TABLE (outcome text, next_retry_at timestamptz)
 LANGUAGE plpgsql AS $$
 DECLARE
-    new_id bigint;
+    current_state text;
+    summary       record;
 BEGIN
-    -- only in_progress can be left here, so the state being left needs no locking read
-    -- first (the UPDATE re-checks it on the row it locks, after any concurrent writer)
-    WITH updated AS (
-        UPDATE tasker.workflow_steps s
-           SET current_state = CASE WHEN p_success THEN 'enqueued_for_orchestration'
-                                    ELSE 'enqueued_as_error_for_orchestration' END,
-               in_process = true,
-               processed = false,
-               results = CASE WHEN p_success THEN p_results ELSE s.results END,
-               last_error = CASE WHEN p_success THEN NULL ELSE p_error END,
-               updated_at = now()
-         WHERE s.workflow_step_uuid = p_step_uuid AND s.current_state = 'in_progress'
-        RETURNING s.current_state AS target, 'in_progress'::text AS previous
-    ), retired AS (
-        UPDATE tasker.workflow_step_transitions t
-           SET most_recent = false
-         WHERE t.workflow_step_uuid = p_step_uuid AND t.most_recent AND EXISTS (SELECT 1 FROM updated)
-        RETURNING t.sort_key
-    ), recorded AS (
-        INSERT INTO tasker.workflow_step_transitions
-            (workflow_step_uuid, from_state, to_state, sort_key, most_recent, processor, metadata)
-        SELECT p_step_uuid, u.previous, u.target,
-               coalesce((SELECT max(r.sort_key) FROM retired r), 0) + 1, true,
-               p_worker, '{}'::jsonb
-          FROM updated u
-    ), sent AS (
-        INSERT INTO tasker.queue_messages (queue_name, vt, message)
-        SELECT 'orchestration_step_results', clock_timestamp(), p_result_message
-          FROM updated
-        RETURNING msg_id
-    ), acknowledged AS (
-        DELETE FROM tasker.queue_messages q
-         WHERE q.queue_name = p_step_queue AND q.msg_id = p_msg_id AND EXISTS (SELECT 1 FROM updated)
-    )
-    SELECT s.msg_id INTO new_id FROM sent s;
-    IF new_id IS NULL THEN
-        RETURN false;
+    SELECT t.current_state INTO current_state
+      FROM tasker.tasks t WHERE t.task_uuid = p_task_uuid FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'task % not found', p_task_uuid USING ERRCODE = 'no_data_found';
     END IF;
-    -- an expression, not a query: PL/pgSQL evaluates it without starting an executor
-    PERFORM pg_notify(tasker.queue_channel('orchestration_step_results'), new_id::text);
-    RETURN true;
+    SELECT * INTO summary FROM tasker.task_step_summary(p_task_uuid);
+    RETURN QUERY SELECT * FROM tasker.finalize_locked_task(
+        p_task_uuid, p_processor, current_state, summary.ready_steps, summary.in_process,
+        summary.failed, summary.completed, summary.total, summary.retrying, summary.next_retry_at);
 END
 $$;
 
-CREATE OR REPLACE FUNCTION tasker.enqueue_steps(
-    p_task_uuid  uuid,
-    p_step_uuids uuid[],
-    p_queue      text,
-    p_processor  text
-) RETURNS uuid[]
-LANGUAGE plpgsql
--- as set by 20261127000011 (CREATE OR REPLACE resets a function's settings)
-SET enable_seqscan = off
-SET enable_bitmapscan = off
-AS $$
-DECLARE
-    moved uuid[];
-BEGIN
-    IF p_step_uuids IS NULL OR cardinality(p_step_uuids) = 0 THEN
-        RETURN '{}';
-    END IF;
-    WITH locked AS (
-        SELECT s.workflow_step_uuid, s.current_state
-          FROM tasker.workflow_steps s
-         WHERE s.workflow_step_uuid = ANY (p_step_uuids)
-           AND s.task_uuid = p_task_uuid
-           AND s.current_state IN ('pending', 'waiting_for_retry')
-         ORDER BY s.workflow_step_uuid
-           FOR UPDATE
-    ), updated AS (
-        UPDATE tasker.workflow_steps s
-           SET current_state = 'enqueued',
-               in_process = true,
-               processed = false,
-               updated_at = now()
-          FROM locked
-         WHERE s.workflow_step_uuid = locked.workflow_step_uuid
-        RETURNING s.workflow_step_uuid, s.task_uuid, s.attempts, s.created_at,
-                  locked.current_state AS previous
-    ), retired AS (
-        UPDATE tasker.workflow_step_transitions t
-           SET most_recent = false
-          FROM updated u
-         WHERE t.workflow_step_uuid = u.workflow_step_uuid AND t.most_recent
-        RETURNING t.workflow_step_uuid, t.sort_key
-    ), recorded AS (
-        INSERT INTO tasker.workflow_step_transitions
-            (workflow_step_uuid, from_state, to_state, sort_key, most_recent, processor, metadata)
-        SELECT u.workflow_step_uuid, u.previous, 'enqueued', coalesce(r.sort_key, 0) + 1, true,
-               p_processor, '{}'::jsonb
-          FROM updated u
-          LEFT JOIN retired r ON r.workflow_step_uuid = u.workflow_step_uuid
-    ), sent AS (
-        -- message ids follow the steps' creation order, as queue_send_batch's did; the
-        -- message asks for the attempt the claim will make (the claim increments attempts)
-        INSERT INTO tasker.queue_messages (queue_name, message)
-        SELECT p_queue, jsonb_build_object('task_uuid', u.task_uuid,
-                                           'workflow_step_uuid', u.workflow_step_uuid,
-                                           'attempt', u.attempts + 1)
-          FROM updated u
-         ORDER BY u.created_at, u.workflow_step_uuid
-    )
-    SELECT array_agg(u.workflow_step_uuid) INTO moved FROM updated u;
-    IF moved IS NULL THEN
-        RETURN '{}';
-    END IF;
-    PERFORM pg_notify(tasker.queue_channel(p_queue), 'batch');
-    RETURN moved;
-END
-$$;
-
+-- Processes one step result (p_outcome: success, retryable_failure or permanent_failure) for
+-- attempt p_attempt, and deletes its message (p_msg_id on p_results_queue) when one is given.
+-- A result that does not match the step (unknown step, another attempt, a state that does not
+-- await this outcome) changes nothing but the message's deletion and comes back with
+-- ignored_reason set. Otherwise the step moves to complete, waiting_for_retry (retry_at: when
+-- its backoff ends) or error; then, with the task still locked, its newly ready steps are
+-- enqueued (if the task is steps_in_process), or the task is finalised when nothing is ready
+-- or running (task_outcome as in finalize_locked_task, with the summary already taken).
 CREATE OR REPLACE FUNCTION tasker.process_step_result(
     p_task_uuid     uuid,
     p_step_uuid     uuid,
@@ -395,48 +318,15 @@ BEGIN
 END
 $$;
 
--- A child whose count is already right is left alone, and the children are recounted with
--- one statement, not one per child. Task creation writes each new step's count with the step
--- (every parent of a new step is unfinished), so the recount that follows its edges' insert
--- now reads the counts and writes nothing: a linear task of four steps ran three UPDATEs here
--- and wrote three of its step rows twice in the statement that created them. The join of the
--- transition table to the steps is what 20261127000010 avoided, planned on a fresh database
--- as a hash of the whole steps table; with sequential and bitmap scans off for this function
--- (as on the engine's own connections) each child is a primary-key probe.
-CREATE OR REPLACE FUNCTION tasker.recount_unfinished_parents() RETURNS trigger
-LANGUAGE plpgsql
-SET enable_seqscan = off
-SET enable_bitmapscan = off
-AS $$
-BEGIN
-    UPDATE tasker.workflow_steps s
-       SET unfinished_parents = recount.unfinished
-      FROM (SELECT c.child,
-                   (SELECT count(*)::integer
-                      FROM tasker.workflow_step_edges e
-                     WHERE e.to_step_uuid = c.child
-                       AND (SELECT parent.current_state
-                              FROM tasker.workflow_steps parent
-                             WHERE parent.workflow_step_uuid = e.from_step_uuid)
-                           NOT IN ('complete', 'resolved_manually')) AS unfinished
-              FROM (SELECT DISTINCT ce.to_step_uuid AS child FROM changed_edges ce) c
-            -- a fence: pulled up, the count was evaluated twice, in the filter and the SET
-            OFFSET 0) recount
-     WHERE s.workflow_step_uuid = recount.child
-       AND s.unfinished_parents <> recount.unfinished;
-    RETURN NULL;
-END
-$$;
-
--- Results are taken off the queue by deleting them, in one statement for the batch, where
--- each was first hidden (queue_read's UPDATE) and then deleted by process_step_result (a
--- second write of the row, in a subtransaction, per result). Hiding a message only matters
--- to a reader that holds it across transactions, as a worker does; this function processes
--- and deletes in the same transaction, so the row lock that SKIP LOCKED respects is all it
--- needs, and a crash or a failed call rolls the deletion back with everything else. A result
--- whose processing fails goes back into the queue under its own id (so in its place in line),
--- hidden for 0.1 s after its first failed read, doubling with every further read up to
--- p_vt_seconds (20261127000007's rule, unchanged).
+-- The orchestrator's read and process in one call: takes up to p_limit visible result
+-- messages off p_queue and processes each with process_step_result. Messages are taken by
+-- deleting them, in one statement for the batch: this function processes and deletes in the
+-- same transaction, so the row lock that SKIP LOCKED respects is all it needs, and a crash
+-- rolls the deletion back with everything else. A message that is not a step result is
+-- archived (error says so). A result whose processing fails is rolled back on its own and
+-- goes back into the queue under its own id (so in its place in line), hidden for 0.1 s after
+-- its first failed read, doubling with every further read up to p_vt_seconds; it is reported
+-- in error, so one bad result does not hold up the rest.
 CREATE OR REPLACE FUNCTION tasker.process_next_results(
     p_queue      text,
     p_vt_seconds double precision,
@@ -455,7 +345,7 @@ CREATE OR REPLACE FUNCTION tasker.process_next_results(
     retry_at           timestamptz
 )
 LANGUAGE plpgsql
--- the queue read's plan, as queue_read has it (20261127000009)
+-- the queue read's plan, as queue_read has it
 SET enable_seqscan = off
 SET enable_bitmapscan = off
 AS $$
