@@ -1,14 +1,17 @@
-//! `tasker server`: the REST API and an orchestrator in one process.
+//! `tasker server`: the REST API and an orchestrator in one process, its metrics on
+//! `GET /metrics`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use tasker_orchestration::api::{serve, ApiState, DEFAULT_BIND};
+use tasker_client::ApiToken;
+use tasker_orchestration::api::{serve, ApiConfig, ApiState, DEFAULT_BIND};
 use tasker_orchestration::orchestration::core::{Orchestrator, OrchestratorConfig};
 use tasker_orchestration::orchestration::lifecycle::task_initializer::TaskInitializer;
 use tasker_shared::database::{connect, redact_url};
+use tasker_shared::metrics::Exporter;
 use tasker_shared::schema::migrate;
 use tasker_shared::templates::{load_dir, register_template};
 
@@ -17,10 +20,18 @@ pub struct ServerArgs {
     /// PostgreSQL connection URL.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
-    /// Address (host:port) the API listens on. The default is loopback only, because the API
-    /// has no authentication; bind another address only behind something that has.
+    /// Address (host:port) the API listens on. The default is loopback only; any other
+    /// address needs --auth-token-file (or --insecure-public).
     #[arg(long, env = "TASKER_BIND", default_value = DEFAULT_BIND)]
     bind: String,
+    /// Require `Authorization: Bearer <token>` on every endpoint but /health, the token being
+    /// the first line of FILE (for example from `openssl rand -hex 32`).
+    #[arg(long, env = "TASKER_API_TOKEN_FILE", value_name = "FILE")]
+    auth_token_file: Option<PathBuf>,
+    /// Serve a non-loopback address without a token: only behind something that
+    /// authenticates every request (a proxy, a private network you trust).
+    #[arg(long)]
+    insecure_public: bool,
     /// Load every *.yaml / *.yml task template under DIR (recursively) and register it before
     /// serving; one invalid file stops the start.
     #[arg(long, env = "TASKER_TEMPLATES", value_name = "DIR")]
@@ -46,6 +57,24 @@ pub struct ServerArgs {
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    // bad input (token file, address) is refused before anything is written
+    let auth_token = args
+        .auth_token_file
+        .as_deref()
+        .map(ApiToken::from_file)
+        .transpose()?;
+    let listener = tokio::net::TcpListener::bind(&args.bind)
+        .await
+        .with_context(|| format!("binding the API to {}", args.bind))?;
+    let address = listener
+        .local_addr()
+        .context("reading the API's bound address")?;
+    if !address.ip().is_loopback() && auth_token.is_none() && !args.insecure_public {
+        anyhow::bail!(
+            "refusing to serve the API on {address} without authentication: anyone who can reach it could create tasks; give --auth-token-file FILE (or TASKER_API_TOKEN_FILE), or --insecure-public if something in front of the server authenticates"
+        );
+    }
+
     let url = redact_url(&args.database_url);
     let pool = connect(&args.database_url, args.max_connections).await?;
     if args.migrate {
@@ -64,13 +93,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::info!(count = templates.len(), dir = %dir.display(), "registered task templates");
     }
 
-    let listener = tokio::net::TcpListener::bind(&args.bind)
-        .await
-        .with_context(|| format!("binding the API to {}", args.bind))?;
-    let address = listener
-        .local_addr()
-        .context("reading the API's bound address")?;
-
     let orchestrator = Orchestrator::start(
         pool.clone(),
         OrchestratorConfig {
@@ -82,9 +104,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     .await
     .context("starting the orchestrator")?;
 
-    let state = ApiState::new(
+    let state = ApiState::with_config(
         pool.clone(),
         TaskInitializer::new(pool.clone(), args.dedup_window),
+        ApiConfig {
+            auth_token,
+            metrics: Some(Exporter::install()?),
+            ..ApiConfig::default()
+        },
     );
     // stdout carries the one line a script needs (the address, useful with --bind ...:0)
     println!("tasker server listening on http://{address} (database {url})");

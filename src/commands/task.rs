@@ -1,5 +1,6 @@
-//! `tasker task create | get | list | wait | templates`: talk to a running server through the
-//! REST API (tasker-client). Output is JSON on stdout, for people and scripts alike.
+//! `tasker task create | get | list | wait | templates | cancel | resolve | retry`: talk to a
+//! running server through the REST API (tasker-client). Output is JSON on stdout, for people
+//! and scripts alike.
 
 use std::time::Duration;
 
@@ -7,7 +8,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use tasker_client::{
-    error_codes, ClientError, CreateTaskRequest, TaskDetails, TaskListQuery, TaskerClient,
+    error_codes, ApiToken, ClientError, CreateTaskRequest, ResolveStepRequest, TaskActionRequest,
+    TaskDetails, TaskListQuery, TaskerClient,
 };
 use uuid::Uuid;
 
@@ -23,6 +25,14 @@ pub struct TaskArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     api_url: String,
+    /// Send the bearer token on the first line of FILE (the server's --auth-token-file).
+    #[arg(
+        long,
+        global = true,
+        env = "TASKER_API_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    auth_token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,11 +97,65 @@ enum TaskAction {
     },
     /// List the registered task templates.
     Templates,
+    /// Cancel a task: steps not yet started never start; running steps finish and their
+    /// results are recorded but move nothing. Prints the task.
+    Cancel {
+        /// The task id (a UUID).
+        task_uuid: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Resolve a step by hand with the given result; its dependents go on with it. Prints
+    /// the task.
+    Resolve {
+        /// The task id (a UUID).
+        task_uuid: String,
+        /// The step's name in the template.
+        step: String,
+        /// The step's result: JSON, e.g. '{"value": 36}'.
+        #[arg(long)]
+        results: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Run a step that failed for good again, with a fresh attempt budget; a task blocked by
+    /// failures resumes. Prints the task.
+    Retry {
+        /// The task id (a UUID).
+        task_uuid: String,
+        /// The step's name in the template.
+        step: String,
+        #[command(flatten)]
+        who: Who,
+    },
+}
+
+/// Who asks for an action and why, recorded in the task's and steps' history.
+#[derive(Debug, Args)]
+struct Who {
+    /// Who asks (default: $USER).
+    #[arg(long, env = "USER")]
+    initiator: Option<String>,
+    /// Why.
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+impl Who {
+    fn request(self) -> TaskActionRequest {
+        TaskActionRequest {
+            initiator: self.initiator,
+            reason: self.reason,
+        }
+    }
 }
 
 pub async fn run(args: TaskArgs) -> anyhow::Result<()> {
-    let client = TaskerClient::new(&args.api_url)
+    let mut client = TaskerClient::new(&args.api_url)
         .with_context(|| format!("using the API URL {:?}", args.api_url))?;
+    if let Some(file) = &args.auth_token_file {
+        client = client.with_token(ApiToken::from_file(file)?);
+    }
     let api = Api { url: &args.api_url };
     match args.action {
         TaskAction::Create {
@@ -152,6 +216,38 @@ pub async fn run(args: TaskArgs) -> anyhow::Result<()> {
             ensure_complete(&task)
         }
         TaskAction::Templates => print_json(&api.call(client.templates()).await?),
+        TaskAction::Cancel { task_uuid, who } => {
+            let id = parse_id(&task_uuid)?;
+            print_json(&api.call(client.cancel_task(id, &who.request())).await?)
+        }
+        TaskAction::Resolve {
+            task_uuid,
+            step,
+            results,
+            who,
+        } => {
+            let id = parse_id(&task_uuid)?;
+            let results = serde_json::from_str(&results)
+                .with_context(|| format!("--results is not valid JSON: {results}"))?;
+            let who = who.request();
+            let request = ResolveStepRequest {
+                results,
+                initiator: who.initiator,
+                reason: who.reason,
+            };
+            print_json(&api.call(client.resolve_step(id, &step, &request)).await?)
+        }
+        TaskAction::Retry {
+            task_uuid,
+            step,
+            who,
+        } => {
+            let id = parse_id(&task_uuid)?;
+            print_json(
+                &api.call(client.retry_step(id, &step, &who.request()))
+                    .await?,
+            )
+        }
     }
 }
 

@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use tasker_shared::database::connect;
+use tasker_shared::metrics::Exporter;
 use tasker_worker::examples::{register_examples, EXAMPLE_NAMESPACES};
-use tasker_worker::{HandlerRegistry, Worker, WorkerConfig};
+use tasker_worker::{endpoint, HandlerRegistry, Worker, WorkerConfig};
 
 use super::server::shutdown_signal;
 
@@ -44,6 +45,10 @@ pub struct WorkerArgs {
     /// VM, and the handlers they register replace Rust handlers of the same name.
     #[arg(long, env = "TASKER_RUBY_HANDLERS", value_name = "DIR")]
     ruby_handlers: Option<PathBuf>,
+    /// Serve this worker's metrics (`/metrics`, Prometheus' text format) and its probes
+    /// (`/health/live`, `/health/ready`) on ADDR, e.g. `127.0.0.1:9464`.
+    #[arg(long, env = "TASKER_WORKER_METRICS_BIND", value_name = "ADDR")]
+    metrics_bind: Option<String>,
 }
 
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
@@ -91,17 +96,57 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         worker_id: args.worker_id.unwrap_or(defaults.worker_id),
     };
     let worker_id = config.worker_id.clone();
+    let endpoint = match &args.metrics_bind {
+        Some(bind) => Some(start_endpoint(bind, &pool).await?),
+        None => None,
+    };
     let handle = Worker::start(pool.clone(), config, Arc::new(registry))
         .await
         .context("starting the worker")?;
     println!(
-        "tasker worker {worker_id} consuming {} (concurrency {})",
+        "tasker worker {worker_id} consuming {} (concurrency {}){}",
         namespaces.join(", "),
-        args.concurrency
+        args.concurrency,
+        endpoint
+            .as_ref()
+            .map_or_else(String::new, |(address, _, _)| format!(
+                "; metrics on http://{address}/metrics"
+            ))
     );
     shutdown.await;
     tracing::info!("stopping: letting running steps finish");
     handle.shutdown().await.context("stopping the worker")?;
+    if let Some((_, stop, served)) = endpoint {
+        let _ = stop.send(());
+        served.await.context("the metrics endpoint")??;
+    }
     pool.close().await;
     Ok(())
+}
+
+/// The metrics endpoint on `bind`: its address, its stop switch and its task.
+type Endpoint = (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+);
+
+async fn start_endpoint(bind: &str, pool: &sqlx::PgPool) -> anyhow::Result<Endpoint> {
+    let exporter = Exporter::install()?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding the metrics endpoint to {bind}"))?;
+    let address = listener
+        .local_addr()
+        .context("reading the metrics endpoint's address")?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(endpoint::serve(
+        listener,
+        pool.clone(),
+        exporter,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Ok((address, stop, served))
 }

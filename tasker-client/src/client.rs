@@ -7,9 +7,11 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::error::{ClientError, ClientResult};
+use crate::token::ApiToken;
 use crate::types::{
-    CreateTaskRequest, ErrorBody, Health, TaskCreated, TaskDetails, TaskList, TaskListQuery,
-    TemplateList, TemplateSummary, WaitQuery, WaitResponse, MAX_WAIT_MS,
+    CreateTaskRequest, ErrorBody, Health, ResolveStepRequest, TaskActionRequest, TaskCreated,
+    TaskDetails, TaskList, TaskListQuery, TemplateList, TemplateSummary, WaitQuery, WaitResponse,
+    MAX_WAIT_MS,
 };
 
 /// How long an ordinary request may take, connection included.
@@ -31,6 +33,8 @@ pub struct TaskerClient {
     base: Url,
     tasks_url: Url,
     request_timeout: Duration,
+    /// Sent as `Authorization: Bearer` with every request, when the server wants one.
+    token: Option<ApiToken>,
 }
 
 impl TaskerClient {
@@ -67,7 +71,15 @@ impl TaskerClient {
             base,
             tasks_url,
             request_timeout,
+            token: None,
         })
+    }
+
+    /// The same client, sending `token` with every request (a server started with
+    /// `--auth-token-file` answers 401 to requests without it, `/health` aside).
+    pub fn with_token(mut self, token: ApiToken) -> Self {
+        self.token = Some(token);
+        self
     }
 
     /// The API's base URL (with a trailing `/`).
@@ -161,6 +173,56 @@ impl TaskerClient {
         }
     }
 
+    /// `POST /v1/tasks/{id}/cancel`: cancels the task (steps not yet started never start;
+    /// running ones finish, their results recorded and ignored) and returns it. Cancelling a
+    /// cancelled task returns it unchanged; a finished one is an [`ClientError::Api`] with
+    /// code `invalid_state`.
+    pub async fn cancel_task(
+        &self,
+        task_uuid: Uuid,
+        request: &TaskActionRequest,
+    ) -> ClientResult<TaskDetails> {
+        let url = self.url(&format!("v1/tasks/{task_uuid}/cancel"))?;
+        self.send(self.http.post(url.clone()).json(request), &url)
+            .await
+    }
+
+    /// `POST /v1/tasks/{id}/steps/{step}/resolve`: the step becomes `resolved_manually` with
+    /// `request.results` as its result, and its dependents go on with it.
+    pub async fn resolve_step(
+        &self,
+        task_uuid: Uuid,
+        step: &str,
+        request: &ResolveStepRequest,
+    ) -> ClientResult<TaskDetails> {
+        let url = self.step_url(task_uuid, step, "resolve")?;
+        self.send(self.http.post(url.clone()).json(request), &url)
+            .await
+    }
+
+    /// `POST /v1/tasks/{id}/steps/{step}/retry`: a step that failed for good runs again with
+    /// a fresh attempt budget; a task blocked by failures resumes.
+    pub async fn retry_step(
+        &self,
+        task_uuid: Uuid,
+        step: &str,
+        request: &TaskActionRequest,
+    ) -> ClientResult<TaskDetails> {
+        let url = self.step_url(task_uuid, step, "retry")?;
+        self.send(self.http.post(url.clone()).json(request), &url)
+            .await
+    }
+
+    /// `v1/tasks/{id}/steps/{step}/{action}`, the step's name percent-encoded as one segment.
+    fn step_url(&self, task_uuid: Uuid, step: &str, action: &str) -> ClientResult<Url> {
+        let mut url = self.url(&format!("v1/tasks/{task_uuid}/steps"))?;
+        // the base was checked to be a base URL when the client was made
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push(step).push(action);
+        }
+        Ok(url)
+    }
+
     fn url(&self, path: &str) -> ClientResult<Url> {
         self.base.join(path).map_err(|e| ClientError::InvalidUrl {
             url: format!("{}{path}", self.base),
@@ -186,6 +248,11 @@ impl TaskerClient {
             request.timeout(self.request_timeout)
         } else {
             request
+        };
+        // reqwest marks a bearer header sensitive, so it stays out of its debug output
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token.secret()),
+            None => request,
         };
         let response = request
             .send()

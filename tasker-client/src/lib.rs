@@ -23,6 +23,7 @@
 //! With `default-features = false` the crate is only [`types`] (serde structs), which is how
 //! the server shares them without pulling in an HTTP client.
 
+pub mod token;
 pub mod types;
 
 #[cfg(feature = "http")]
@@ -34,4 +35,5 @@ mod error;
 pub use client::TaskerClient;
 #[cfg(feature = "http")]
 pub use error::{ClientError, ClientResult};
+pub use token::{ApiToken, TokenFileError};
 pub use types::*;

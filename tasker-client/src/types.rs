@@ -65,6 +65,30 @@ pub struct CreateTaskRequest {
     pub tags: Option<Value>,
 }
 
+/// Who asks for an operator action and why, recorded in every transition it writes. The
+/// body of `POST /v1/tasks/{id}/cancel` and `.../steps/{name}/retry` (optional: no body is
+/// the same as `{}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskActionRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initiator: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `POST /v1/tasks/{id}/steps/{name}/resolve`: the step's result, set by hand (its dependents
+/// receive it as they would a handler's), and who asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveStepRequest {
+    pub results: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initiator: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 impl CreateTaskRequest {
     /// A request for `namespace/name` at `version` with `context` and every optional field
     /// left at its default.
@@ -312,10 +336,17 @@ pub mod error_codes {
     pub const TASK_NOT_FOUND: &str = "task_not_found";
     /// 404: no template is registered under this namespace, name and version.
     pub const TEMPLATE_NOT_FOUND: &str = "template_not_found";
+    /// 404: the task has no step of this name.
+    pub const STEP_NOT_FOUND: &str = "step_not_found";
+    /// 409: the task or step is not in a state the action applies to (the message names it).
+    pub const INVALID_STATE: &str = "invalid_state";
     /// 404: no such endpoint.
     pub const NOT_FOUND: &str = "not_found";
     /// 405: the endpoint exists but not for this method.
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    /// 401: the server wants `Authorization: Bearer <token>` and the request had none, or
+    /// another token.
+    pub const UNAUTHORIZED: &str = "unauthorized";
     /// 503: the database does not answer.
     pub const DATABASE_UNAVAILABLE: &str = "database_unavailable";
     /// 500: anything else; the server log has the details.

@@ -154,13 +154,17 @@ END
 $$;
 
 -- Moves a task through p_states (p_states[1] is the state it must be in now), recording one
--- history row per step of the way; the last is the most recent. False when the task is not in
--- p_states[1]. One statement for what would be a call of transition_task_state_atomic per
--- state: the task row is locked for the whole call, so no reader sees the states between.
+-- history row per step of the way, each with p_metadata (an operator's action records who
+-- asked; the engine's own moves leave it empty); the last is the most recent. False when the
+-- task is not in p_states[1]. One statement for what would be a call of
+-- transition_task_state_atomic per state: the task row is locked for the whole call, so no
+-- reader sees the states between.
+DROP FUNCTION IF EXISTS tasker.transition_task_state_through(uuid, text[], text);
 CREATE OR REPLACE FUNCTION tasker.transition_task_state_through(
     p_task_uuid uuid,
     p_states    text[],
-    p_processor text
+    p_processor text,
+    p_metadata  jsonb DEFAULT '{}'::jsonb
 ) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -189,7 +193,7 @@ BEGIN
             (task_uuid, from_state, to_state, sort_key, most_recent, processor, metadata)
         SELECT u.task_uuid, p_states[i - 1], p_states[i],
                coalesce((SELECT max(r.sort_key) FROM retired r), 0) + i - 1,
-               i = cardinality(p_states), p_processor, '{}'::jsonb
+               i = cardinality(p_states), p_processor, coalesce(p_metadata, '{}'::jsonb)
           FROM updated u, generate_subscripts(p_states, 1) AS i
          WHERE i > 1
          ORDER BY i

@@ -203,6 +203,10 @@ $$;
 -- its backoff ends) or error; then, with the task still locked, its newly ready steps are
 -- enqueued (if the task is steps_in_process), or the task is finalised when nothing is ready
 -- or running (task_outcome as in finalize_locked_task, with the summary already taken).
+-- A result for a step of a cancelled task is recorded (the step moves to cancelled, the
+-- outcome and any error in its history row) and moves nothing else. Each row names the task's
+-- namespace and, when the result finished the task, its age: the orchestrator's metrics.
+DROP FUNCTION IF EXISTS tasker.process_step_result(uuid, uuid, integer, text, jsonb, text, text, bigint);
 CREATE OR REPLACE FUNCTION tasker.process_step_result(
     p_task_uuid     uuid,
     p_step_uuid     uuid,
@@ -218,7 +222,9 @@ CREATE OR REPLACE FUNCTION tasker.process_step_result(
     enqueued       uuid[],
     task_outcome   text,
     next_retry_at  timestamptz,
-    retry_at       timestamptz
+    retry_at       timestamptz,
+    namespace      text,
+    task_age_seconds double precision
 )
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -232,7 +238,8 @@ BEGIN
     IF p_msg_id IS NOT NULL THEN
         DELETE FROM tasker.queue_messages q WHERE q.queue_name = p_results_queue AND q.msg_id = p_msg_id;
     END IF;
-    SELECT t.current_state AS task_state, ns.name || '_queue' AS queue,
+    SELECT t.current_state AS task_state, ns.name || '_queue' AS queue, ns.name AS namespace,
+           t.created_at AS task_created_at,
            s.current_state AS step_state, s.attempts, s.max_attempts, s.retryable,
            s.backoff_base_ms, s.backoff_max_ms
       INTO st
@@ -244,16 +251,22 @@ BEGIN
        FOR UPDATE OF t, s;
     IF NOT FOUND THEN
         RETURN QUERY SELECT 'no such step in that task'::text, NULL::text, NULL::uuid[], NULL::text,
-                            NULL::timestamptz, NULL::timestamptz;
+                            NULL::timestamptz, NULL::timestamptz, NULL::text, NULL::double precision;
         RETURN;
     END IF;
     IF p_attempt <> st.attempts THEN
         RETURN QUERY SELECT format('result of attempt %s but the step is on attempt %s', p_attempt, st.attempts),
-                            NULL::text, NULL::uuid[], NULL::text, NULL::timestamptz, NULL::timestamptz;
+                            NULL::text, NULL::uuid[], NULL::text, NULL::timestamptz, NULL::timestamptz,
+                            st.namespace, NULL::double precision;
         RETURN;
     END IF;
 
-    IF p_outcome = 'success' AND st.step_state = 'enqueued_for_orchestration' THEN
+    IF st.task_state = 'cancelled'
+       AND st.step_state IN ('enqueued_for_orchestration', 'enqueued_as_error_for_orchestration') THEN
+        -- the task was cancelled while this step ran: its result (already on the row) goes
+        -- into the step's history, and nothing moves on
+        target := 'cancelled';
+    ELSIF p_outcome = 'success' AND st.step_state = 'enqueued_for_orchestration' THEN
         target := 'complete';
     ELSIF p_outcome IN ('retryable_failure', 'permanent_failure')
           AND st.step_state = 'enqueued_as_error_for_orchestration' THEN
@@ -268,7 +281,8 @@ BEGIN
         END IF;
     ELSE
         RETURN QUERY SELECT format('%s result but the step is %s', p_outcome, st.step_state),
-                            NULL::text, NULL::uuid[], NULL::text, NULL::timestamptz, NULL::timestamptz;
+                            NULL::text, NULL::uuid[], NULL::text, NULL::timestamptz, NULL::timestamptz,
+                            st.namespace, NULL::double precision;
         RETURN;
     END IF;
 
@@ -295,7 +309,15 @@ BEGIN
     SELECT p_step_uuid, st.step_state, target,
            coalesce((SELECT max(r.sort_key) FROM retired r), 0) + 1, true, p_processor,
            CASE WHEN p_error IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('error', p_error) END
+           || CASE WHEN target = 'cancelled'
+                   THEN jsonb_build_object('outcome', p_outcome, 'task_cancelled', true)
+                   ELSE '{}'::jsonb END
       FROM updated u;
+    IF target = 'cancelled' THEN
+        RETURN QUERY SELECT NULL::text, target, moved, 'not_finished'::text, NULL::timestamptz, NULL::timestamptz,
+                            st.namespace, NULL::double precision;
+        RETURN;
+    END IF;
 
     SELECT * INTO summary FROM tasker.task_step_summary(p_task_uuid);
     IF summary.ready_steps IS NOT NULL THEN
@@ -303,9 +325,11 @@ BEGIN
         IF st.task_state = 'steps_in_process' THEN
             moved := tasker.enqueue_steps(p_task_uuid, summary.ready_steps, st.queue, p_processor);
         END IF;
-        RETURN QUERY SELECT NULL::text, target, moved, 'not_finished'::text, NULL::timestamptz, scheduled;
+        RETURN QUERY SELECT NULL::text, target, moved, 'not_finished'::text, NULL::timestamptz, scheduled,
+                            st.namespace, NULL::double precision;
     ELSIF summary.in_process > 0 THEN
-        RETURN QUERY SELECT NULL::text, target, moved, 'not_finished'::text, NULL::timestamptz, scheduled;
+        RETURN QUERY SELECT NULL::text, target, moved, 'not_finished'::text, NULL::timestamptz, scheduled,
+                            st.namespace, NULL::double precision;
     ELSE
         -- the task row is still locked from the start of this call and st.task_state is its
         -- state: nothing here moves the task before this point
@@ -313,7 +337,11 @@ BEGIN
             p_task_uuid, p_processor, st.task_state, summary.ready_steps, summary.in_process,
             summary.failed, summary.completed, summary.total, summary.retrying,
             summary.next_retry_at);
-        RETURN QUERY SELECT NULL::text, target, moved, finalized.outcome, finalized.next_retry_at, scheduled;
+        RETURN QUERY SELECT NULL::text, target, moved, finalized.outcome, finalized.next_retry_at, scheduled,
+                            st.namespace,
+                            CASE WHEN finalized.outcome IN ('completed', 'blocked')
+                                 THEN extract(epoch FROM clock_timestamp() - st.task_created_at)::double precision
+                            END;
     END IF;
 END
 $$;
@@ -326,7 +354,9 @@ $$;
 -- archived (error says so). A result whose processing fails is rolled back on its own and
 -- goes back into the queue under its own id (so in its place in line), hidden for 0.1 s after
 -- its first failed read, doubling with every further read up to p_vt_seconds; it is reported
--- in error, so one bad result does not hold up the rest.
+-- in error, so one bad result does not hold up the rest. The columns of process_step_result
+-- come back with each message.
+DROP FUNCTION IF EXISTS tasker.process_next_results(text, double precision, integer, text);
 CREATE OR REPLACE FUNCTION tasker.process_next_results(
     p_queue      text,
     p_vt_seconds double precision,
@@ -342,7 +372,9 @@ CREATE OR REPLACE FUNCTION tasker.process_next_results(
     enqueued           uuid[],
     task_outcome       text,
     next_retry_at      timestamptz,
-    retry_at           timestamptz
+    retry_at           timestamptz,
+    namespace          text,
+    task_age_seconds   double precision
 )
 LANGUAGE plpgsql
 -- the queue read's plan, as queue_read has it
@@ -374,7 +406,7 @@ BEGIN
         msg_id := m.msg_id;
         task_uuid := NULL; workflow_step_uuid := NULL; error := NULL; ignored_reason := NULL;
         step_state := NULL; enqueued := NULL; task_outcome := NULL; next_retry_at := NULL;
-        retry_at := NULL;
+        retry_at := NULL; namespace := NULL; task_age_seconds := NULL;
         IF coalesce(m.message ->> 'task_uuid', '') !~* uuid_pattern
            OR coalesce(m.message ->> 'workflow_step_uuid', '') !~* uuid_pattern
            OR coalesce(m.message ->> 'attempt', '') !~ '^[0-9]{1,9}$'
@@ -398,6 +430,8 @@ BEGIN
             task_outcome := r.task_outcome;
             next_retry_at := r.next_retry_at;
             retry_at := r.retry_at;
+            namespace := r.namespace;
+            task_age_seconds := r.task_age_seconds;
         EXCEPTION WHEN OTHERS THEN
             error := SQLERRM;
             INSERT INTO tasker.queue_messages (msg_id, queue_name, read_ct, enqueued_at, vt, message)

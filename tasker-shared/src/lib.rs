@@ -1,6 +1,6 @@
 //! Tasker's data layer: the PostgreSQL schema and its SQL functions, task and step state
-//! machines, durable queues with LISTEN/NOTIFY wake-ups, task templates, and a throwaway local
-//! PostgreSQL for development, tests and benchmarks.
+//! machines, durable queues with LISTEN/NOTIFY wake-ups, task templates, the engine's metrics,
+//! and a throwaway local PostgreSQL for development, tests and benchmarks.
 
 #[cfg(feature = "benchmarks")]
 pub mod bench_db_stats;
@@ -12,6 +12,7 @@ pub mod database;
 pub mod error;
 pub mod local_postgres;
 pub mod messaging;
+pub mod metrics;
 pub mod models;
 pub mod schema;
 pub mod sql_functions;

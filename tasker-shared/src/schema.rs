@@ -28,6 +28,10 @@ pub const FUNCTION_FILES: &[(&str, &str)] = &[
         "50_orchestration.sql",
         include_str!("../functions/50_orchestration.sql"),
     ),
+    (
+        "60_operator.sql",
+        include_str!("../functions/60_operator.sql"),
+    ),
 ];
 
 /// The first version of the folded schema: a database with an applied migration older than

@@ -2,6 +2,7 @@
 //! handler with the task's context and its parents' results, and hands the result back to
 //! orchestration.
 
+pub mod endpoint;
 pub mod error;
 pub mod examples;
 pub mod executor;

@@ -7,11 +7,12 @@
 //! only a worker that died (or lost its database) lets the message reappear for another one.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use tasker_shared::database::HeldConnection;
-use tasker_shared::messaging::{namespace_queue_name, Queue, QueueListener, Wake};
+use tasker_shared::messaging::{namespace_queue_name, queue_namespace, Queue, QueueListener, Wake};
+use tasker_shared::metrics::{STEPS_CLAIMED, STEP_DURATION};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -244,8 +245,18 @@ impl StepJob {
         let step = claimed.context.workflow_step_uuid;
         let worker_id = &self.config.worker_id;
         tracing::trace!(%step, "step claimed");
+        let namespace = queue_namespace(claimed.queue.name()).to_owned();
+        metrics::counter!(STEPS_CLAIMED, "namespace" => namespace.clone()).increment(1);
         let heartbeat = self.spawn_heartbeat(claimed.msg_id);
+        let started = Instant::now();
         let outcome = execute(&self.registry, &claimed, self.config.handler_timeout).await;
+        metrics::histogram!(
+            STEP_DURATION,
+            "namespace" => namespace,
+            "handler" => claimed.handler.clone(),
+            "outcome" => if outcome.is_ok() { "success" } else { "failure" }
+        )
+        .record(started.elapsed().as_secs_f64());
         heartbeat.abort();
         if let Err(error) = &outcome {
             tracing::debug!(%step, %error, "step failed");

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tasker_client::{
     error_codes, CreateTaskRequest, Health, TaskCreated, TaskDetails, TaskList, TaskListQuery,
@@ -163,6 +164,18 @@ pub async fn health(State(state): State<ApiState>) -> Result<Json<Health>, ApiEr
     }
 }
 
+/// `GET /metrics`: the process's metrics in Prometheus' text format.
+pub async fn metrics(State(state): State<ApiState>, method: Method, uri: Uri) -> Response {
+    match state.exporter() {
+        Some(exporter) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            exporter.render(state.pool()).await,
+        )
+            .into_response(),
+        None => no_route(method, uri).await.into_response(),
+    }
+}
+
 /// Any path the router does not know.
 pub async fn no_route(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
@@ -181,7 +194,7 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-fn parse_task_id(id: &str) -> Result<Uuid, ApiError> {
+pub(super) fn parse_task_id(id: &str) -> Result<Uuid, ApiError> {
     id.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -1,5 +1,5 @@
-//! The REST API (axum): create tasks, read them, list them, wait for them, list templates,
-//! health.
+//! The REST API (axum): create tasks, read them, list them, wait for them, cancel them,
+//! resolve or retry their steps, list templates, health.
 //!
 //! | method and path                      | answer                                                 |
 //! |--------------------------------------|--------------------------------------------------------|
@@ -7,14 +7,23 @@
 //! | `GET /v1/tasks/{id}`                 | 200 [`tasker_client::TaskDetails`]                     |
 //! | `GET /v1/tasks?state=&namespace=&name=&limit=&offset=` | 200 [`tasker_client::TaskList`], newest first |
 //! | `GET /v1/tasks/{id}/wait?timeout_ms=`| 200 [`tasker_client::WaitResponse`] (long poll)        |
+//! | `POST /v1/tasks/{id}/cancel`         | 200 [`tasker_client::TaskDetails`]; 409 when finished  |
+//! | `POST /v1/tasks/{id}/steps/{name}/resolve` | 200 `TaskDetails`; 409 unless the step can be resolved |
+//! | `POST /v1/tasks/{id}/steps/{name}/retry`   | 200 `TaskDetails`; 409 unless the step is `error` |
 //! | `GET /v1/templates`                  | 200 [`tasker_client::TemplateList`]                    |
+//! | `GET /metrics`                       | 200 Prometheus text (404 without [`ApiConfig::metrics`]) |
 //! | `GET /health`                        | 200 `{"status":"ok"}`, 503 when the database is down   |
+//!
+//! With a token configured ([`ApiConfig::auth_token`]), every endpoint but `/health` needs
+//! `Authorization: Bearer <token>` and answers 401 `unauthorized` without it (see [`auth`]).
 //!
 //! Errors are `{"error": {"code": "...", "message": "..."}}` with the codes of
 //! [`tasker_client::error_codes`]; bad input is rejected before anything is written. The wire
 //! types live in `tasker-client` (types only, without its HTTP stack) so server and client
 //! share one definition.
 
+mod actions;
+mod auth;
 mod error;
 mod handlers;
 mod queries;
@@ -25,10 +34,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
 use sqlx::PgPool;
+use tasker_client::ApiToken;
+use tasker_shared::metrics::Exporter;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OnceCell};
 
@@ -38,8 +50,8 @@ pub use waiters::{TaskWaiters, WaitOutcome, DEFAULT_LISTEN_LINGER, DEFAULT_RECHE
 
 use crate::orchestration::lifecycle::task_initializer::TaskInitializer;
 
-/// The address `tasker server` binds when told nothing else: loopback only, since the API
-/// has no authentication.
+/// The address `tasker server` binds when told nothing else: loopback only, so that a server
+/// started without a token is reachable from this machine alone.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 
 /// What the handlers share: the pool, the task initializer and the long-poll registry.
@@ -69,6 +81,10 @@ pub struct ApiConfig {
     /// How long the task-finished LISTEN stays in effect after the last long poll has ended
     /// (see `waiters`: a listening connection is woken by every notification of the database).
     pub wait_listen_linger: Duration,
+    /// When set, every endpoint but `/health` requires this bearer token.
+    pub auth_token: Option<ApiToken>,
+    /// When set, `GET /metrics` serves the process's metrics.
+    pub metrics: Option<Exporter>,
 }
 
 impl Default for ApiConfig {
@@ -76,6 +92,8 @@ impl Default for ApiConfig {
         Self {
             wait_recheck: DEFAULT_RECHECK_INTERVAL,
             wait_listen_linger: DEFAULT_LISTEN_LINGER,
+            auth_token: None,
+            metrics: None,
         }
     }
 }
@@ -108,6 +126,11 @@ impl ApiState {
         &self.inner.initializer
     }
 
+    /// The metrics exporter, when the server serves `/metrics`.
+    pub fn exporter(&self) -> Option<&Exporter> {
+        self.inner.config.metrics.as_ref()
+    }
+
     /// The long-poll registry, starting its listener on first use.
     pub async fn waiters(&self) -> Result<&TaskWaiters, ApiError> {
         self.inner
@@ -133,19 +156,39 @@ impl ApiState {
     }
 }
 
-/// The API's routes over `state`.
+/// The API's routes over `state`. The token check, when there is a token, wraps every route
+/// and both fallbacks (an unknown path says nothing to a stranger); `/health` is added after
+/// it, so probes need no secret.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route(
             "/v1/tasks",
             post(handlers::create_task).get(handlers::list_tasks),
         )
         .route("/v1/tasks/{id}", get(handlers::get_task))
         .route("/v1/tasks/{id}/wait", get(handlers::wait_for_task))
+        .route("/v1/tasks/{id}/cancel", post(actions::cancel_task))
+        .route(
+            "/v1/tasks/{id}/steps/{step}/resolve",
+            post(actions::resolve_step),
+        )
+        .route(
+            "/v1/tasks/{id}/steps/{step}/retry",
+            post(actions::retry_step),
+        )
         .route("/v1/templates", get(handlers::list_templates))
-        .route("/health", get(handlers::health))
+        .route("/metrics", get(handlers::metrics))
         .fallback(handlers::no_route)
-        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .method_not_allowed_fallback(handlers::method_not_allowed);
+    let routes = match &state.inner.config.auth_token {
+        Some(token) => routes.layer(middleware::from_fn_with_state(
+            token.clone(),
+            auth::require_token,
+        )),
+        None => routes,
+    };
+    routes
+        .route("/health", get(handlers::health))
         .with_state(state)
 }
 

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tasker_client::{
-    error_codes, ClientError, ClientResult, CreateTaskRequest, ErrorBody, TaskDetails,
+    error_codes, ApiToken, ClientError, ClientResult, CreateTaskRequest, ErrorBody, TaskDetails,
     TaskListQuery, TaskerClient,
 };
 use tasker_shared::messaging::TASK_FINISHED_CHANNEL;
+use tasker_shared::metrics::Exporter;
 use tasker_shared::state::{transition_task, TaskState};
-use tasker_shared::templates::{load_dir, register_template};
+use tasker_shared::templates::{load_dir, parse_template, register_template};
 use tasker_shared::test_support::TestDatabase;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -38,6 +39,31 @@ impl TestApi {
 
     /// As [`Self::start`], with the task-finished LISTEN dropped `linger` after the last wait.
     async fn start_with_linger(dedup_window: Duration, linger: Duration) -> Self {
+        Self::start_with(dedup_window, test_config(linger)).await
+    }
+
+    /// As [`Self::start`], requiring `token` on every endpoint but `/health`; the typed client
+    /// sends it.
+    async fn start_with_token(token: ApiToken) -> Self {
+        let config = ApiConfig {
+            auth_token: Some(token.clone()),
+            ..test_config(super::DEFAULT_LISTEN_LINGER)
+        };
+        let mut api = Self::start_with(Duration::ZERO, config).await;
+        api.client = api.client.with_token(token);
+        api
+    }
+
+    /// As [`Self::start`], serving `/metrics`.
+    async fn start_with_metrics() -> Self {
+        let config = ApiConfig {
+            metrics: Some(Exporter::install().unwrap()),
+            ..test_config(super::DEFAULT_LISTEN_LINGER)
+        };
+        Self::start_with(Duration::ZERO, config).await
+    }
+
+    async fn start_with(dedup_window: Duration, config: ApiConfig) -> Self {
         let db = TestDatabase::new().await;
         let fixtures =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/task_templates");
@@ -47,12 +73,7 @@ impl TestApi {
         let state = ApiState::with_config(
             db.pool.clone(),
             TaskInitializer::new(db.pool.clone(), dedup_window),
-            // no periodic re-reads: a long poll here ends only through a notification, the
-            // listener's reconnection, its timeout or shutdown, which is what the tests check
-            ApiConfig {
-                wait_recheck: Duration::from_secs(3600),
-                wait_listen_linger: linger,
-            },
+            config,
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -155,6 +176,17 @@ async fn polled_task(waiting: JoinHandle<ClientResult<TaskDetails>>, what: &str)
         .unwrap_or_else(|_| panic!("{what} did not end the long poll"))
         .unwrap()
         .unwrap()
+}
+
+/// The API's tunables for tests: no periodic re-reads, so a long poll here ends only through a
+/// notification, the listener's reconnection, its timeout or shutdown, which is what the
+/// tests check.
+fn test_config(linger: Duration) -> ApiConfig {
+    ApiConfig {
+        wait_recheck: Duration::from_secs(3600),
+        wait_listen_linger: linger,
+        ..ApiConfig::default()
+    }
 }
 
 fn linear(even_number: i64) -> CreateTaskRequest {
@@ -517,6 +549,138 @@ async fn unknown_routes_and_methods_answer_with_json_errors() {
     let (status, body) = raw_json(response).await;
     assert_eq!(status, reqwest::StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"]["code"], error_codes::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn with_a_token_every_endpoint_but_health_needs_it() {
+    let api = TestApi::start_with_token(ApiToken::new("test-token-4f2a").unwrap()).await;
+    let http = reqwest::Client::new();
+    let requests = [
+        http.get(format!("{}/v1/tasks", api.base)),
+        http.post(format!("{}/v1/tasks", api.base)).json(&linear(6)),
+        http.get(format!("{}/v1/templates", api.base)),
+        http.get(format!("{}/v1/tasks/{}", api.base, Uuid::now_v7())),
+        // an unknown path answers 401 too: without the token, nothing about the API shows
+        http.get(format!("{}/v2/tasks", api.base)),
+    ];
+    for request in requests {
+        for token in [None, Some("wrong-token"), Some("test-token-4f2a-longer")] {
+            let request = request.try_clone().unwrap();
+            let request = match token {
+                Some(t) => request.bearer_auth(t),
+                None => request,
+            };
+            let response = request.send().await.unwrap();
+            let url = response.url().clone();
+            let challenge = response.headers().get("www-authenticate").cloned();
+            let (status, body) = raw_json(response).await;
+            assert_eq!(
+                status,
+                reqwest::StatusCode::UNAUTHORIZED,
+                "{url} {token:?}: {body}"
+            );
+            assert_eq!(body["error"]["code"], error_codes::UNAUTHORIZED);
+            assert_eq!(challenge.unwrap(), "Bearer");
+        }
+    }
+    assert_eq!(
+        api.task_count().await,
+        0,
+        "a refused request must not create a task"
+    );
+
+    let health = reqwest::get(format!("{}/health", api.base)).await.unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+
+    // the client that sends the token gets through, whatever the scheme's case
+    let task_uuid = api.create_linear(6).await;
+    assert_eq!(
+        api.client.get_task(task_uuid).await.unwrap().task_uuid,
+        task_uuid
+    );
+    let response = http
+        .get(format!("{}/v1/tasks/{task_uuid}", api.base))
+        .header("authorization", "bearer test-token-4f2a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+
+    // the typed client without it gets the server's sentence
+    let anonymous = TaskerClient::new(&api.base).unwrap();
+    match anonymous.get_task(task_uuid).await {
+        Err(ClientError::Api { code, message, .. }) => {
+            assert_eq!(code, error_codes::UNAUTHORIZED);
+            assert!(message.contains("--auth-token-file"), "{message}");
+        }
+        other => panic!("expected 401 unauthorized, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_created_tasks_and_read_queues_when_scraped() {
+    let api = TestApi::start_with_metrics().await;
+    // a namespace of this test's own: other tests of this process record into the same
+    // recorder
+    let namespace = format!("metrics_{}", Uuid::now_v7().simple());
+    let template = parse_template(
+        &format!(
+            "namespace: {namespace}\nname: one\nversion: 1.0.0\nsteps:\n  - name: only\n    handler: h\n"
+        ),
+        "metrics test",
+    )
+    .unwrap();
+    register_template(&api.db.pool, &template).await.unwrap();
+    for _ in 0..2 {
+        api.client
+            .create_task(&CreateTaskRequest::new(
+                &namespace,
+                "one",
+                "1.0.0",
+                json!({}),
+            ))
+            .await
+            .unwrap();
+    }
+    let queue = format!("{namespace}_queue");
+    sqlx::query("SELECT tasker.queue_send($1, '{}'::jsonb)")
+        .bind(&queue)
+        .execute(&api.db.pool)
+        .await
+        .unwrap();
+
+    let response = reqwest::get(format!("{}/metrics", api.base)).await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let text = response.text().await.unwrap();
+    // one label each, so the series' text is exact
+    let sample = |series: String| {
+        text.lines().find_map(|line| {
+            line.strip_prefix(series.as_str())?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    assert_eq!(
+        sample(format!(
+            "tasker_tasks_created_total{{namespace=\"{namespace}\"}}"
+        )),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(format!("tasker_queue_depth{{queue=\"{queue}\"}}")),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("# HELP tasker_tasks_created_total Tasks created"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tasker_db_pool_connections{state=\"max\"}"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

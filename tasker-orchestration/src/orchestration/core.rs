@@ -279,6 +279,7 @@ impl LoopState {
     }
 
     fn after_result(&mut self, processed: ProcessedMessage) {
+        processed.record_metrics();
         match processed.outcome {
             Ok(ResultOutcome::Processed { retry_at, task, .. }) => {
                 let finalize_retry = match task {

@@ -20,6 +20,11 @@ pub fn namespace_queue_name(namespace: &str) -> String {
     format!("{namespace}_queue")
 }
 
+/// The namespace a step queue serves: the inverse of [`namespace_queue_name`].
+pub fn queue_namespace(queue: &str) -> &str {
+    queue.strip_suffix("_queue").unwrap_or(queue)
+}
+
 /// "Run this step": everything else the worker reads from the database in one query.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepMessage {

@@ -14,7 +14,7 @@ mod queue;
 
 pub use listener::{QueueListener, Wake};
 pub use messages::{
-    namespace_queue_name, StepMessage, StepOutcome, StepResultMessage, RESULTS_QUEUE,
-    TASKS_READY_CHANNEL, TASK_FINISHED_CHANNEL,
+    namespace_queue_name, queue_namespace, StepMessage, StepOutcome, StepResultMessage,
+    RESULTS_QUEUE, TASKS_READY_CHANNEL, TASK_FINISHED_CHANNEL,
 };
 pub use queue::{Queue, QueueMessage};

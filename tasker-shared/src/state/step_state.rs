@@ -34,7 +34,8 @@ state_names!(StepState, "step", {
 });
 
 impl StepState {
-    /// A step in a terminal state never moves again (except error, which a person may resolve).
+    /// A step in a terminal state never moves again (except error, which a person may resolve
+    /// or retry).
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -64,7 +65,8 @@ impl StepState {
                 matches!(to, WaitingForRetry | Error | Cancelled)
             }
             WaitingForRetry => matches!(to, Enqueued | Cancelled | ResolvedManually),
-            Error => to == ResolvedManually,
+            // an operator resolves a failed step, or retries it from the start
+            Error => matches!(to, ResolvedManually | Pending),
             Complete | Cancelled | ResolvedManually => false,
         }
     }
@@ -114,5 +116,13 @@ mod tests {
         for to in StepState::ALL {
             assert!(!Complete.can_transition_to(*to));
         }
+    }
+
+    #[test]
+    fn an_operator_moves_a_failed_step_to_resolved_or_back_to_pending() {
+        assert!(Error.can_transition_to(ResolvedManually));
+        assert!(Error.can_transition_to(Pending));
+        assert!(!Error.can_transition_to(Enqueued));
+        assert!(!Error.can_transition_to(Complete));
     }
 }

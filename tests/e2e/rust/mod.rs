@@ -3,5 +3,6 @@
 mod api_error_tests;
 mod cli_tests;
 mod failure_tests;
+mod operator_tests;
 mod resilience_tests;
 mod simple_integration_tests;

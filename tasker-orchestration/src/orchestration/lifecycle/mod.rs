@@ -1,5 +1,6 @@
 //! One module per lifecycle responsibility.
 
+pub mod operator;
 pub mod result_processor;
 pub mod step_enqueuer;
 pub mod task_finalizer;

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use tasker_shared::error::DbContext;
 use tasker_shared::messaging::{Queue, QueueMessage, StepOutcome, StepResultMessage};
+use tasker_shared::metrics::{STEP_FAILURES, STEP_RETRIES, TASKS_FINISHED, TASK_DURATION};
 use tasker_shared::state::StepState;
 use uuid::Uuid;
 
@@ -46,6 +47,8 @@ struct ProcessedRow {
     task_outcome: Option<String>,
     next_retry_at: Option<DateTime<Utc>>,
     retry_at: Option<DateTime<Utc>>,
+    namespace: Option<String>,
+    task_age_seconds: Option<f64>,
 }
 
 /// Processes step results.
@@ -137,7 +140,47 @@ impl ResultProcessor {
 pub struct ProcessedMessage {
     pub msg_id: i64,
     pub workflow_step_uuid: Option<Uuid>,
+    /// The namespace of the step's task (for the metrics), when the step was found.
+    pub namespace: Option<String>,
+    /// Seconds from the task's creation to now, when this result finished the task.
+    pub task_age_seconds: Option<f64>,
     pub outcome: OrchestrationResult<ResultOutcome>,
+}
+
+impl ProcessedMessage {
+    /// Counts what processing this result did: a retry scheduled, a step failed for good, a
+    /// task finished (with its duration).
+    pub fn record_metrics(&self) {
+        let (
+            Some(namespace),
+            Ok(ResultOutcome::Processed {
+                step_state, task, ..
+            }),
+        ) = (&self.namespace, &self.outcome)
+        else {
+            return;
+        };
+        match step_state {
+            StepState::WaitingForRetry => {
+                metrics::counter!(STEP_RETRIES, "namespace" => namespace.clone()).increment(1);
+            }
+            StepState::Error => {
+                metrics::counter!(STEP_FAILURES, "namespace" => namespace.clone()).increment(1);
+            }
+            _ => {}
+        }
+        let finished = match task {
+            FinalizeOutcome::Completed => "complete",
+            FinalizeOutcome::Blocked => "blocked_by_failures",
+            _ => return,
+        };
+        metrics::counter!(TASKS_FINISHED, "namespace" => namespace.clone(), "state" => finished)
+            .increment(1);
+        if let Some(age) = self.task_age_seconds {
+            metrics::histogram!(TASK_DURATION, "namespace" => namespace.clone(), "state" => finished)
+                .record(age);
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -184,6 +227,8 @@ impl ResultProcessor {
             .map(|row| ProcessedMessage {
                 msg_id: row.msg_id,
                 workflow_step_uuid: row.workflow_step_uuid,
+                namespace: row.processed.namespace.clone(),
+                task_age_seconds: row.processed.task_age_seconds,
                 outcome: match row.error {
                     Some(reason) => Err(OrchestrationError::ResultFailed {
                         msg_id: row.msg_id,

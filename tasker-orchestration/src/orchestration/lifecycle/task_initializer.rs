@@ -15,6 +15,7 @@ use sqlx::PgPool;
 use tasker_client::{CreateTaskRequest, TaskCreated};
 use tasker_shared::error::DbContext;
 use tasker_shared::messaging::TASKS_READY_CHANNEL;
+use tasker_shared::metrics::TASKS_CREATED;
 use tasker_shared::models::{insert_task_graph, NewTask};
 use tasker_shared::templates::{find_template, TaskTemplate};
 use uuid::Uuid;
@@ -117,6 +118,7 @@ impl TaskInitializer {
             .db_context("announcing the new task")?;
         tx.commit().await.db_context("committing the new task")?;
         tracing::debug!(task_uuid = %created.task_uuid, template = %template.name, "task created");
+        metrics::counter!(TASKS_CREATED, "namespace" => template.namespace.clone()).increment(1);
         Ok(TaskCreated {
             task_uuid: created.task_uuid,
             step_count: template.steps.len(),
