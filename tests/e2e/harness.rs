@@ -172,6 +172,13 @@ impl Harness {
         self.wait(task_uuid).await
     }
 
+    /// Runs one of the fixture workflows (`LINEAR`, `DIAMOND`, `FAILING`) on its usual
+    /// input, `even_number` 6, and waits for it.
+    pub async fn run_fixture(&self, (namespace, name): (&str, &str)) -> TaskDetails {
+        self.run(namespace, name, serde_json::json!({"even_number": 6}))
+            .await
+    }
+
     /// The states a step went through, oldest first, with the processor of each transition.
     pub async fn step_transitions(&self, step_uuid: Uuid) -> Vec<(String, Option<String>)> {
         sqlx::query_as(
@@ -230,6 +237,33 @@ where
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The linear fixture workflow: four steps, each squaring its parent's value.
+pub const LINEAR: (&str, &str) = ("linear_workflow", "mathematical_sequence");
+/// The diamond fixture workflow: a start, two branches, and a join multiplying them.
+pub const DIAMOND: (&str, &str) = ("diamond_workflow", "diamond_pattern");
+/// The fixture workflow whose `doomed_step` fails for good.
+pub const FAILING: (&str, &str) = ("failure_workflow", "permanent_failure");
+
+/// Asserts the linear workflow run on 6 completed, every step once, with 6², then each
+/// value squared: a step run before its parent, or on another's result, fails it.
+pub fn assert_linear_values(task: &TaskDetails) {
+    assert_completed_once(task);
+    let values: Vec<i64> = (1..=4)
+        .map(|k| value_of(task, &format!("linear_step_{k}")))
+        .collect();
+    assert_eq!(values, [36, 1_296, 1_679_616, 2_821_109_907_456]);
+}
+
+/// Asserts the diamond workflow run on 6 completed, every step once, and its join saw both
+/// branches: (1,296 × 1,296)².
+pub fn assert_diamond_values(task: &TaskDetails) {
+    assert_completed_once(task);
+    assert_eq!(value_of(task, "diamond_start"), 36);
+    assert_eq!(value_of(task, "diamond_branch_b"), 1_296);
+    assert_eq!(value_of(task, "diamond_branch_c"), 1_296);
+    assert_eq!(value_of(task, "diamond_end"), 2_821_109_907_456);
 }
 
 /// The integer `value` of a step's results.

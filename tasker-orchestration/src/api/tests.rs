@@ -652,33 +652,38 @@ async fn metrics_count_created_tasks_and_read_queues_when_scraped() {
     let response = reqwest::get(format!("{}/metrics", api.base)).await.unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::OK);
     let text = response.text().await.unwrap();
-    // one label each, so the series' text is exact
-    let sample = |series: String| {
-        text.lines().find_map(|line| {
-            line.strip_prefix(series.as_str())?
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("the Prometheus text format");
+    let sample = |name: &str, label: &str, value: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get(label) == Some(value))
+            .map(|s| s.value.clone())
     };
     assert_eq!(
-        sample(format!(
-            "tasker_tasks_created_total{{namespace=\"{namespace}\"}}"
-        )),
-        Some(2.0),
+        sample("tasker_tasks_created_total", "namespace", &namespace),
+        Some(prometheus_parse::Value::Counter(2.0)),
         "{text}"
     );
     assert_eq!(
-        sample(format!("tasker_queue_depth{{queue=\"{queue}\"}}")),
-        Some(1.0),
+        sample("tasker_queue_depth", "queue", &queue),
+        Some(prometheus_parse::Value::Gauge(1.0)),
+        "{text}"
+    );
+    assert_eq!(
+        scrape
+            .docs
+            .get("tasker_tasks_created_total")
+            .map(String::as_str),
+        Some("Tasks created"),
         "{text}"
     );
     assert!(
-        text.contains("# HELP tasker_tasks_created_total Tasks created"),
-        "{text}"
-    );
-    assert!(
-        text.contains("tasker_db_pool_connections{state=\"max\"}"),
+        matches!(
+            sample("tasker_db_pool_connections", "state", "max"),
+            Some(prometheus_parse::Value::Gauge(max)) if max >= 1.0
+        ),
         "{text}"
     );
 }

@@ -13,7 +13,8 @@ use tasker_worker::HandlerRegistry;
 use tokio::process::Command;
 
 use crate::e2e::harness::{
-    assert_completed_once, terminate, value_of, worker_config, Harness, WORKFLOW_TIMEOUT,
+    assert_diamond_values, assert_linear_values, terminate, worker_config, Harness, DIAMOND,
+    FAILING, LINEAR, WORKFLOW_TIMEOUT,
 };
 
 const TASKER: &str = env!("CARGO_BIN_EXE_tasker");
@@ -41,33 +42,12 @@ async fn harness_with_ruby(dir: &Path) -> Harness {
 #[tokio::test]
 async fn test_ruby_examples_run_linear_and_diamond_to_the_rust_values() {
     let harness = harness_with_ruby(&tasker_ruby::examples_dir()).await;
-    let linear = harness
-        .run(
-            "linear_workflow",
-            "mathematical_sequence",
-            json!({"even_number": 6}),
-        )
-        .await;
-    assert_completed_once(&linear);
-    let values: Vec<i64> = (1..=4)
-        .map(|k| value_of(&linear, &format!("linear_step_{k}")))
-        .collect();
-    assert_eq!(values, [36, 1_296, 1_679_616, 2_821_109_907_456]);
-
-    let diamond = harness
-        .run(
-            "diamond_workflow",
-            "diamond_pattern",
-            json!({"even_number": 6}),
-        )
-        .await;
-    assert_completed_once(&diamond);
-    assert_eq!(value_of(&diamond, "diamond_branch_b"), 1_296);
-    assert_eq!(value_of(&diamond, "diamond_end"), 2_821_109_907_456);
+    assert_linear_values(&harness.run_fixture(LINEAR).await);
+    assert_diamond_values(&harness.run_fixture(DIAMOND).await);
     harness.shutdown().await;
 }
 
-const FAILING: &str = r#"
+const FAILING_HANDLERS: &str = r#"
 class Doomed < Tasker::StepHandler
   def call(step)
     raise Tasker::PermanentError, "order #{step.task_context["even_number"]} was cancelled upstream"
@@ -89,16 +69,10 @@ Tasker.register_handler("fail_twice_then_succeed", Flaky)
 #[tokio::test]
 async fn test_ruby_failures_reach_the_step_with_message_and_backtrace() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("failing.rb"), FAILING).unwrap();
+    std::fs::write(dir.path().join("failing.rb"), FAILING_HANDLERS).unwrap();
     let harness = harness_with_ruby(dir.path()).await;
 
-    let blocked = harness
-        .run(
-            "failure_workflow",
-            "permanent_failure",
-            json!({"even_number": 6}),
-        )
-        .await;
+    let blocked = harness.run_fixture(FAILING).await;
     assert_eq!(blocked.state, "blocked_by_failures", "{blocked:#?}");
     let doomed = blocked.step("doomed_step").unwrap();
     assert_eq!(
@@ -160,15 +134,7 @@ async fn test_tasker_worker_runs_ruby_handlers_and_stops_on_sigterm() {
         .kill_on_drop(true)
         .spawn()
         .expect("spawning `tasker worker --ruby-handlers`");
-    let task = harness
-        .run(
-            "linear_workflow",
-            "mathematical_sequence",
-            json!({"even_number": 6}),
-        )
-        .await;
-    assert_completed_once(&task);
-    assert_eq!(value_of(&task, "linear_step_4"), 2_821_109_907_456);
+    assert_linear_values(&harness.run_fixture(LINEAR).await);
     terminate(worker, "tasker worker --ruby-handlers").await;
     harness.shutdown().await;
 }

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::e2e::harness::{value_of, Harness};
+use crate::e2e::harness::{value_of, Harness, FAILING};
 
 #[tokio::test]
 async fn test_step_that_fails_twice_then_succeeds() {
@@ -45,13 +45,7 @@ async fn test_step_that_fails_twice_then_succeeds() {
 #[tokio::test]
 async fn test_permanent_failure_blocks_the_task() {
     let harness = Harness::start().await;
-    let task = harness
-        .run(
-            "failure_workflow",
-            "permanent_failure",
-            json!({"even_number": 6}),
-        )
-        .await;
+    let task = harness.run_fixture(FAILING).await;
     assert_eq!(task.state, "blocked_by_failures", "{task:#?}");
     assert!(task.is_finished() && !task.is_complete());
     assert_eq!(task.step_counts.failed, 1);

@@ -12,7 +12,7 @@ use tasker_worker::{HandlerRegistry, StepContext, StepError, StepHandler};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::e2e::harness::{wait_until, worker_config, Harness, WORKFLOW_TIMEOUT};
+use crate::e2e::harness::{wait_until, worker_config, Harness, FAILING, WORKFLOW_TIMEOUT};
 
 /// `gate` runs until the test opens it; `after_gate` depends on it; `fixable` fails for good
 /// until the test fixes its cause.
@@ -109,6 +109,15 @@ fn task_of(body: Value) -> TaskDetails {
     serde_json::from_value(body).unwrap()
 }
 
+/// Waits until the `gate` step's handler has started.
+async fn gate_started(switches: &Arc<Switches>) {
+    wait_until("the gate step to run", WORKFLOW_TIMEOUT, || {
+        let switches = switches.clone();
+        async move { switches.gate_started.load(Ordering::SeqCst) }
+    })
+    .await;
+}
+
 async fn task(harness: &Harness, task_uuid: Uuid) -> TaskDetails {
     harness.client.get_task(task_uuid).await.unwrap()
 }
@@ -119,11 +128,7 @@ async fn test_cancel_while_a_step_runs_records_its_result_and_runs_nothing_more(
     switches.fixed.store(true, Ordering::SeqCst);
     let harness = start(&switches).await;
     let task_uuid = harness.create("operator_tests", "gated", json!({})).await;
-    wait_until("the gate step to run", WORKFLOW_TIMEOUT, || {
-        let switches = switches.clone();
-        async move { switches.gate_started.load(Ordering::SeqCst) }
-    })
-    .await;
+    gate_started(&switches).await;
 
     let (status, body) = post(
         &harness,
@@ -205,13 +210,7 @@ async fn test_cancel_while_a_step_runs_records_its_result_and_runs_nothing_more(
 async fn test_resolving_a_failed_step_lets_its_dependents_finish_the_task() {
     let switches = Arc::new(Switches::default());
     let harness = start(&switches).await;
-    let task = harness
-        .run(
-            "failure_workflow",
-            "permanent_failure",
-            json!({"even_number": 6}),
-        )
-        .await;
+    let task = harness.run_fixture(FAILING).await;
     assert_eq!(task.state, "blocked_by_failures", "{task:#?}");
 
     let (status, body) = post(
@@ -313,11 +312,7 @@ async fn test_actions_on_the_wrong_state_are_refused_with_409_and_change_nothing
 
     // a step that has not failed cannot be retried; an unknown step or task is a 404
     let running = harness.create("operator_tests", "gated", json!({})).await;
-    wait_until("the gate step to run", WORKFLOW_TIMEOUT, || {
-        let switches = switches.clone();
-        async move { switches.gate_started.load(Ordering::SeqCst) }
-    })
-    .await;
+    gate_started(&switches).await;
     let (status, body) = post(
         &harness,
         &format!("/v1/tasks/{running}/steps/gate/retry"),

@@ -13,7 +13,7 @@ use tasker_worker::{HandlerRegistry, StepContext, StepError, StepHandler, Worker
 use uuid::Uuid;
 
 use crate::e2e::harness::{
-    assert_completed_once, example_registry, value_of, wait_until, worker_config, Harness,
+    assert_completed_once, example_registry, value_of, wait_until, worker_config, Harness, LINEAR,
     WORKFLOW_TIMEOUT,
 };
 
@@ -213,13 +213,7 @@ async fn test_two_workers_and_two_orchestrators_run_every_step_exactly_once() {
 #[tokio::test]
 async fn test_duplicate_result_message_changes_nothing() {
     let harness = Harness::start().await;
-    let task = harness
-        .run(
-            "linear_workflow",
-            "mathematical_sequence",
-            json!({"even_number": 6}),
-        )
-        .await;
+    let task = harness.run_fixture(LINEAR).await;
     assert_completed_once(&task);
     let before = snapshot(&harness, task.task_uuid).await;
 

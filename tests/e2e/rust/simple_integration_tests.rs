@@ -4,48 +4,24 @@
 
 use serde_json::json;
 
-use crate::e2e::harness::{assert_completed_once, value_of, Harness};
+use crate::e2e::harness::{
+    assert_completed_once, assert_diamond_values, assert_linear_values, value_of, Harness, DIAMOND,
+    LINEAR,
+};
 
 #[tokio::test]
 async fn test_linear_workflow() {
     let harness = Harness::start().await;
-    let task = harness
-        .run(
-            "linear_workflow",
-            "mathematical_sequence",
-            json!({"even_number": 6}),
-        )
-        .await;
-    assert_completed_once(&task);
-    let values: Vec<i64> = [
-        "linear_step_1",
-        "linear_step_2",
-        "linear_step_3",
-        "linear_step_4",
-    ]
-    .iter()
-    .map(|step| value_of(&task, step))
-    .collect();
-    assert_eq!(values, [36, 1_296, 1_679_616, 2_821_109_907_456]);
+    let task = harness.run_fixture(LINEAR).await;
+    assert_linear_values(&task);
     harness.shutdown().await;
 }
 
 #[tokio::test]
 async fn test_diamond_workflow() {
     let harness = Harness::start().await;
-    let task = harness
-        .run(
-            "diamond_workflow",
-            "diamond_pattern",
-            json!({"even_number": 6}),
-        )
-        .await;
-    assert_completed_once(&task);
-    assert_eq!(value_of(&task, "diamond_start"), 36);
-    assert_eq!(value_of(&task, "diamond_branch_b"), 1_296);
-    assert_eq!(value_of(&task, "diamond_branch_c"), 1_296);
-    // (1,296 x 1,296)^2: the join saw both branches' results
-    assert_eq!(value_of(&task, "diamond_end"), 2_821_109_907_456);
+    let task = harness.run_fixture(DIAMOND).await;
+    assert_diamond_values(&task);
     harness.shutdown().await;
 }
 
