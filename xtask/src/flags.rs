@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use crate::profiler_choice::ProfilerChoice;
+use clap::{Args, Parser, Subcommand};
 
 /// The profiler's default sampling rate. Its cost was measured on the 2-core build machine
 /// (`cargo xtask profiler-overhead`: bench means with and without perf, alternating runs):
@@ -67,36 +68,13 @@ pub struct InstallToolsArgs {
     #[arg(long)]
     pub check: bool,
     /// Set `kernel.perf_event_paranoid` to this value for the running kernel (needs root;
-    /// not persisted across reboots). samply needs 1 or lower.
+    /// not persisted across reboots unless --persist). samply needs 1 or lower.
     #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
     pub set_perf_paranoid: Option<i32>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProfilerChoice {
-    Perf,
-    Samply,
-    None,
-}
-
-impl ProfilerChoice {
-    /// perf on Linux, samply on macOS: the plan's primary tool on each platform.
-    pub fn platform_default() -> Self {
-        if cfg!(target_os = "macos") {
-            ProfilerChoice::Samply
-        } else {
-            ProfilerChoice::Perf
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ProfilerChoice::Perf => "perf",
-            ProfilerChoice::Samply => "samply",
-            ProfilerChoice::None => "none",
-        }
-    }
+    /// With --set-perf-paranoid: also keep the value across reboots, in a file of its own
+    /// under /etc/sysctl.d/ (delete the file to undo).
+    #[arg(long, requires = "set_perf_paranoid")]
+    pub persist: bool,
 }
 
 /// The measurement flags shared by `profile-baseline` and `profile-post` (and

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::flags::{ProfilerChoice, RunArgs, WorkspaceArgs};
+use crate::flags::{RunArgs, WorkspaceArgs};
 use crate::pipeline;
+use crate::profiler_choice::ProfilerChoice;
 use crate::workspace;
 
 /// The workspace root, canonical.

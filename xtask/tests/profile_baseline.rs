@@ -132,8 +132,9 @@ fn profile_baseline_finds_the_hot_function_and_protects_the_baseline() {
     assert!(benchmarks[0]["typical_ns"]
         .as_f64()
         .is_some_and(|ns| ns > 0.0));
+    // criterion's layout, the baseline named after the run directory and run
     assert!(out
-        .join("criterion/fixture-bench/fixture/workload/run-3/estimates.json")
+        .join("criterion/fixture-bench/fixture/workload/pre-refactor-3/estimates.json")
         .is_file());
 
     // Flamegraph: well-formed SVG whose frames include the hot function.

@@ -2,14 +2,15 @@
 //! samply everywhere it runs (the plan's macOS tool), and on Linux perf from the
 //! distribution plus cargo-flamegraph. Idempotent: a tool at the pinned version is left alone.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::flags::InstallToolsArgs;
 use crate::interference::paranoid_meaning;
-use crate::probe;
+use crate::probe::{self, which};
 
 /// A tool installed with `cargo install`, pinned so every machine profiles with the same
 /// version.
@@ -40,14 +41,6 @@ struct Row {
     path: String,
     status: String,
     missing: bool,
-}
-
-/// Finds a program on PATH.
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
 }
 
 /// The version number in `--version` output such as `samply 0.13.1` or `perf version 6.1.187`.
@@ -228,7 +221,28 @@ fn perf(sh: &Shell, check: bool) -> Row {
     }
 }
 
-fn paranoid_report(set: Option<i32>) -> Result<()> {
+/// Where `--persist` keeps the level: a file of its own rather than a line appended to
+/// /etc/sysctl.conf, so undoing it is deleting one file.
+const PERSISTED_PARANOID: &str = "/etc/sysctl.d/60-perf-event-paranoid.conf";
+
+/// Keeps `level` across reboots in the sysctl file `path` (see [`PERSISTED_PARANOID`]).
+fn persist_paranoid(path: &Path, level: i32) -> Result<()> {
+    std::fs::write(
+        path,
+        format!(
+            "# Written by `cargo xtask install-tools --set-perf-paranoid {level} --persist`: \
+             lets perf and samply sample (delete this file to undo).\nkernel.perf_event_paranoid = {level}\n"
+        ),
+    )
+    .with_context(|| format!("writing {} (needs root)", path.display()))?;
+    println!(
+        "kept across reboots in {}; delete that file to undo",
+        path.display()
+    );
+    Ok(())
+}
+
+fn paranoid_report(set: Option<i32>, persist: bool) -> Result<()> {
     const PATH: &str = "/proc/sys/kernel/perf_event_paranoid";
     let read = || -> Option<i32> { std::fs::read_to_string(PATH).ok()?.trim().parse().ok() };
     let Some(current) = read() else {
@@ -252,14 +266,18 @@ fn paranoid_report(set: Option<i32>) -> Result<()> {
     let Some(wanted) = set else {
         return Ok(());
     };
-    if wanted == current {
-        println!("kernel.perf_event_paranoid is already {wanted}; nothing changed");
-        return Ok(());
-    }
     if !probe::is_root() {
         bail!(
             "changing kernel.perf_event_paranoid needs root; run `sudo sysctl -w kernel.perf_event_paranoid={wanted}` or re-run this command with sudo"
         );
+    }
+    if wanted == current {
+        println!("kernel.perf_event_paranoid is already {wanted}; nothing changed");
+        return if persist {
+            persist_paranoid(Path::new(PERSISTED_PARANOID), wanted)
+        } else {
+            Ok(())
+        };
     }
     std::fs::write(PATH, format!("{wanted}\n")).with_context(|| format!("writing {PATH}"))?;
     let now = read();
@@ -267,14 +285,29 @@ fn paranoid_report(set: Option<i32>) -> Result<()> {
         bail!("wrote {wanted} to {PATH} but it reads back as {now:?}; the kernel may not allow it (container?)");
     }
     println!(
-        "changed kernel.perf_event_paranoid from {current} to {wanted} for the running kernel ({}); \
-         not persisted: it reverts on reboot unless you add `kernel.perf_event_paranoid = {wanted}` to /etc/sysctl.d/",
+        "changed kernel.perf_event_paranoid from {current} to {wanted} for the running kernel ({})",
         paranoid_meaning(wanted)
     );
-    Ok(())
+    if persist {
+        persist_paranoid(Path::new(PERSISTED_PARANOID), wanted)
+    } else {
+        println!("  not persisted: it reverts on reboot (add --persist to keep it)");
+        Ok(())
+    }
 }
 
-pub fn run(args: &InstallToolsArgs) -> Result<()> {
+/// What samply needs on macOS before it can record, printed where it applies.
+const MACOS_NOTES: &str = "\
+samply on macOS: run `samply setup` once; it code-signs samply so that it may attach to the
+processes it starts (macOS refuses otherwise). If recording still fails, see samply's
+README, \"macOS permissions\". Keep the Mac on mains power while measuring: check-env flags
+a battery.";
+
+pub fn run(args: &InstallToolsArgs) -> ExitCode {
+    super::finish(install_tools(args))
+}
+
+fn install_tools(args: &InstallToolsArgs) -> Result<()> {
     let sh = Shell::new()?;
     let mut rows = Vec::new();
     if cfg!(target_os = "linux") {
@@ -301,9 +334,12 @@ pub fn run(args: &InstallToolsArgs) -> Result<()> {
         );
     }
     if cfg!(target_os = "linux") {
-        paranoid_report(args.set_perf_paranoid)?;
+        paranoid_report(args.set_perf_paranoid, args.persist)?;
     } else if args.set_perf_paranoid.is_some() {
         bail!("--set-perf-paranoid only applies to Linux");
+    }
+    if cfg!(target_os = "macos") {
+        println!("{MACOS_NOTES}");
     }
     let missing: Vec<&str> = rows
         .iter()
@@ -319,6 +355,35 @@ pub fn run(args: &InstallToolsArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_persisted_level_is_a_sysctl_setting_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("60-perf-event-paranoid.conf");
+        persist_paranoid(&file, 1).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let settings: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .collect();
+        assert_eq!(settings, ["kernel.perf_event_paranoid = 1"], "{text}");
+    }
+
+    #[test]
+    fn persist_needs_a_level_to_keep() {
+        use clap::Parser;
+        let err =
+            crate::flags::Cli::try_parse_from(["xtask", "install-tools", "--persist"]).unwrap_err();
+        assert!(err.to_string().contains("--set-perf-paranoid"), "{err}");
+        assert!(crate::flags::Cli::try_parse_from([
+            "xtask",
+            "install-tools",
+            "--set-perf-paranoid",
+            "1",
+            "--persist"
+        ])
+        .is_ok());
+    }
 
     #[test]
     fn versions_are_parsed_from_tool_output() {

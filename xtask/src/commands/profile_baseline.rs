@@ -2,6 +2,7 @@
 //! through the shared run pipeline.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use xshell::Shell;
@@ -14,7 +15,11 @@ use crate::run_options;
 pub const DEFAULT_OUT: &str = "profiles/pre-refactor";
 pub const BASELINE_DOC: &str = "docs/observability/lifecycle-performance-baseline.md";
 
-pub fn run(ws: &WorkspaceArgs, args: &ProfileBaselineArgs) -> Result<()> {
+pub fn run(ws: &WorkspaceArgs, args: &ProfileBaselineArgs) -> ExitCode {
+    super::finish(profile_baseline(ws, args))
+}
+
+fn profile_baseline(ws: &WorkspaceArgs, args: &ProfileBaselineArgs) -> Result<()> {
     let root = run_options::root(ws)?;
     let out = run_options::dir_or(&root, args.out.as_deref(), DEFAULT_OUT);
     // The committed document describes a full run; a smoke or subset run writes it only when

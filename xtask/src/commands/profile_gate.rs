@@ -20,11 +20,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
+use super::{profile_baseline, profile_post};
 use crate::compare::{self, model::Comparison, HostPolicy, Verdict, EXIT_UNUSABLE};
 use crate::flags::{ProfileGateArgs, WorkspaceArgs};
 use crate::pipeline;
-use crate::profile_baseline;
-use crate::profile_post;
 use crate::run_options;
 
 pub fn run(ws: &WorkspaceArgs, args: &ProfileGateArgs) -> ExitCode {

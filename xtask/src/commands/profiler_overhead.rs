@@ -10,7 +10,7 @@
 //! sign-test interval are used rather than a mean and a t interval.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -21,7 +21,7 @@ use crate::flags::{ProfilerOverheadArgs, WorkspaceArgs};
 use crate::pipeline::build::{self, Cargo};
 use crate::pipeline::database;
 use crate::pipeline::{self, profiler, RunEnv};
-use crate::plan::{Kind, Plan};
+use crate::plan::{Kind, Plan, Target};
 use crate::{criterion, host, run_options, stats, workspace};
 
 /// Confidence of the interval the verdict rests on.
@@ -92,37 +92,15 @@ fn profiled_first(pair: u32) -> bool {
     crate::pipeline::second_first(pair)
 }
 
-pub fn run(ws: &WorkspaceArgs, args: &ProfilerOverheadArgs) -> Result<Verdict> {
-    if !(args.measurement_time.is_finite() && args.measurement_time > 0.0) {
-        bail!(
-            "--measurement-time must be a positive number of seconds, got {}",
-            args.measurement_time
-        );
-    }
-    if !(args.warm_up_time.is_finite() && args.warm_up_time > 0.0) {
-        bail!(
-            "--warm-up-time must be a positive number of seconds, got {}",
-            args.warm_up_time
-        );
-    }
+pub fn run(ws: &WorkspaceArgs, args: &ProfilerOverheadArgs) -> std::process::ExitCode {
+    exit_code(overhead(ws, args))
+}
+
+/// Builds the target, runs its pairs with and without perf, and prints and saves the verdicts.
+fn overhead(ws: &WorkspaceArgs, args: &ProfilerOverheadArgs) -> Result<Verdict> {
+    check_times(args)?;
     let root = run_options::root(ws)?;
-    let plan = Plan::load(&run_options::plan_path(ws, &root))?;
-    let Some(target) = plan.targets.iter().find(|t| t.name == args.target).cloned() else {
-        let known: Vec<&str> = plan.targets.iter().map(|t| t.name.as_str()).collect();
-        bail!(
-            "unknown target `{}` (--target); {} defines: {}",
-            args.target,
-            plan.path.display(),
-            known.join(", ")
-        );
-    };
-    if target.kind != Kind::Bench {
-        bail!(
-            "target `{}` in {} is a test target; the overhead is measured on a criterion bench (kind = \"bench\")",
-            target.name,
-            plan.path.display()
-        );
-    }
+    let target = bench_target(ws, &root, args)?;
     let sh = Shell::new().context("creating a shell")?;
     sh.change_dir(&root);
     if host::tool_version(&sh, "perf").is_none() {
@@ -149,38 +127,10 @@ pub fn run(ws: &WorkspaceArgs, args: &ProfilerOverheadArgs) -> Result<Verdict> {
     let exe = cargo
         .build_target(&sh, &target, &work.join("build.log"))?
         .executable;
-
     let mut env = RunEnv::empty();
-    let _db = if target.needs_database {
-        let tasker = if database::needs_throwaway() {
-            Some(database::build_tasker(
-                &sh,
-                &cargo,
-                &work.join("tasker-build.log"),
-            )?)
-        } else {
-            None
-        };
-        let provided = database::provide(&sh, tasker.as_deref(), &target_dir)?;
-        env.add_database_url(provided.url);
-        provided.guard
-    } else {
-        None
-    };
+    let _db = provide_database(&sh, &cargo, &target, &target_dir, &work, &mut env)?;
 
-    let filter = args.filter.clone().or_else(|| target.filter.clone());
-    let mut bench_args: Vec<String> = vec![
-        "--bench".into(),
-        "--noplot".into(),
-        "--color".into(),
-        "never".into(),
-        "--warm-up-time".into(),
-        args.warm_up_time.to_string(),
-        "--measurement-time".into(),
-        args.measurement_time.to_string(),
-    ];
-    bench_args.extend(filter.iter().cloned());
-
+    let bench_args = criterion_args(args, &target);
     // A first run fills the database's caches and the bench's own fixtures; left uncounted,
     // as it would otherwise make the first pair's "without" side look slow.
     eprintln!("warming up: one uncounted run");
@@ -191,60 +141,15 @@ pub fn run(ws: &WorkspaceArgs, args: &ProfilerOverheadArgs) -> Result<Verdict> {
         &bench_args,
         &work.join("warm-up"),
     )?;
-    let started = Instant::now();
-    let mut pairs = Vec::new();
-    let mut profiler_command = Vec::new();
-    for pair in 1..=args.pairs {
-        let first = profiled_first(pair);
-        let mut means: [BTreeMap<String, f64>; 2] = Default::default();
-        for profiled in [first, !first] {
-            let side = if profiled { "with" } else { "without" };
-            let home = work.join(format!("pair-{pair}-{side}"));
-            std::fs::create_dir_all(&home)
-                .with_context(|| format!("creating {}", home.display()))?;
-            let mut argv: Vec<String> = Vec::new();
-            let program = if profiled {
-                argv.extend(profiler::perf_record_args(
-                    &perf,
-                    args.frequency,
-                    &home.join("perf.data"),
-                ));
-                argv.push("-q".into());
-                argv.push("--".into());
-                argv.push(exe.display().to_string());
-                "perf".to_owned()
-            } else {
-                exe.display().to_string()
-            };
-            argv.extend(bench_args.iter().cloned());
-            if profiled && profiler_command.is_empty() {
-                profiler_command = std::iter::once(program.clone())
-                    .chain(argv.iter().cloned())
-                    .collect();
-            }
-            means[usize::from(profiled)] = measure(&sh, &env, &program, &argv, &home)?;
-            // The profile itself is not needed; perf.data of a long run is large.
-            let _ = std::fs::remove_file(home.join("perf.data"));
-        }
-        let [without, with] = means;
-        eprintln!(
-            "pair {pair}/{} ({}, {:.0} s): {}",
-            args.pairs,
-            if first {
-                "with perf first"
-            } else {
-                "without perf first"
-            },
-            started.elapsed().as_secs_f64(),
-            summary_line(&without, &with)
-        );
-        pairs.push(Pair {
-            pair,
-            profiled_first: first,
-            without,
-            with,
-        });
-    }
+    let runner = PairRunner {
+        sh: &sh,
+        env: &env,
+        exe: &exe,
+        bench_args: &bench_args,
+        perf: &perf,
+        work: &work,
+    };
+    let (pairs, profiler_command) = runner.run(args)?;
 
     let benchmarks = overheads(&pairs, args.limit);
     if benchmarks.is_empty() {
@@ -272,6 +177,173 @@ pub fn run(ws: &WorkspaceArgs, args: &ProfilerOverheadArgs) -> Result<Verdict> {
         eprintln!("pairs and verdicts written to {}", path.display());
     }
     Ok(worst(&report.benchmarks))
+}
+
+fn check_times(args: &ProfilerOverheadArgs) -> Result<()> {
+    if !(args.measurement_time.is_finite() && args.measurement_time > 0.0) {
+        bail!(
+            "--measurement-time must be a positive number of seconds, got {}",
+            args.measurement_time
+        );
+    }
+    if !(args.warm_up_time.is_finite() && args.warm_up_time > 0.0) {
+        bail!(
+            "--warm-up-time must be a positive number of seconds, got {}",
+            args.warm_up_time
+        );
+    }
+    Ok(())
+}
+
+/// The plan's bench target `--target` names.
+fn bench_target(ws: &WorkspaceArgs, root: &Path, args: &ProfilerOverheadArgs) -> Result<Target> {
+    let plan = Plan::load(&run_options::plan_path(ws, root))?;
+    let Some(target) = plan.targets.iter().find(|t| t.name == args.target).cloned() else {
+        let known: Vec<&str> = plan.targets.iter().map(|t| t.name.as_str()).collect();
+        bail!(
+            "unknown target `{}` (--target); {} defines: {}",
+            args.target,
+            plan.path.display(),
+            known.join(", ")
+        );
+    };
+    if target.kind != Kind::Bench {
+        bail!(
+            "target `{}` in {} is a test target; the overhead is measured on a criterion bench (kind = \"bench\")",
+            target.name,
+            plan.path.display()
+        );
+    }
+    Ok(target)
+}
+
+/// The database a target that needs one runs against, its URL added to `env`; the guard
+/// stops a throwaway cluster when dropped.
+fn provide_database(
+    sh: &Shell,
+    cargo: &Cargo,
+    target: &Target,
+    target_dir: &Path,
+    work: &Path,
+    env: &mut RunEnv,
+) -> Result<Option<database::Database>> {
+    if !target.needs_database {
+        return Ok(None);
+    }
+    let tasker = if database::needs_throwaway() {
+        Some(database::build_tasker(
+            sh,
+            cargo,
+            &work.join("tasker-build.log"),
+        )?)
+    } else {
+        None
+    };
+    let provided = database::provide(sh, tasker.as_deref(), target_dir)?;
+    env.add_database_url(provided.url);
+    Ok(provided.guard)
+}
+
+/// Criterion's arguments for every run of both sides.
+fn criterion_args(args: &ProfilerOverheadArgs, target: &Target) -> Vec<String> {
+    let filter = args.filter.clone().or_else(|| target.filter.clone());
+    let mut bench_args: Vec<String> = vec![
+        "--bench".into(),
+        "--noplot".into(),
+        "--color".into(),
+        "never".into(),
+        "--warm-up-time".into(),
+        args.warm_up_time.to_string(),
+        "--measurement-time".into(),
+        args.measurement_time.to_string(),
+    ];
+    bench_args.extend(filter);
+    bench_args
+}
+
+/// What the pairs of runs need: the bench and its arguments, perf's setup, and where each
+/// run's criterion home goes.
+struct PairRunner<'a> {
+    sh: &'a Shell,
+    env: &'a RunEnv,
+    exe: &'a Path,
+    bench_args: &'a [String],
+    perf: &'a profiler::PerfSetup,
+    work: &'a Path,
+}
+
+impl PairRunner<'_> {
+    /// `--pairs` pairs, each one run with perf and one without, in alternating order; with
+    /// the perf command line used.
+    fn run(&self, args: &ProfilerOverheadArgs) -> Result<(Vec<Pair>, Vec<String>)> {
+        let started = Instant::now();
+        let mut pairs = Vec::new();
+        let mut profiler_command = Vec::new();
+        for pair in 1..=args.pairs {
+            let first = profiled_first(pair);
+            let mut means: [BTreeMap<String, f64>; 2] = Default::default();
+            for profiled in [first, !first] {
+                let (program, argv) = self.command(pair, profiled, args.frequency);
+                if profiled && profiler_command.is_empty() {
+                    profiler_command = std::iter::once(program.clone())
+                        .chain(argv.iter().cloned())
+                        .collect();
+                }
+                let home = self.home(pair, profiled)?;
+                means[usize::from(profiled)] = measure(self.sh, self.env, &program, &argv, &home)?;
+                // The profile itself is not needed; perf.data of a long run is large.
+                let _ = std::fs::remove_file(home.join("perf.data"));
+            }
+            let [without, with] = means;
+            eprintln!(
+                "pair {pair}/{} ({}, {:.0} s): {}",
+                args.pairs,
+                if first {
+                    "with perf first"
+                } else {
+                    "without perf first"
+                },
+                started.elapsed().as_secs_f64(),
+                summary_line(&without, &with)
+            );
+            pairs.push(Pair {
+                pair,
+                profiled_first: first,
+                without,
+                with,
+            });
+        }
+        Ok((pairs, profiler_command))
+    }
+
+    /// The criterion home of one side of pair `pair`, created.
+    fn home(&self, pair: u32, profiled: bool) -> Result<PathBuf> {
+        let side = if profiled { "with" } else { "without" };
+        let home = self.work.join(format!("pair-{pair}-{side}"));
+        std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+        Ok(home)
+    }
+
+    /// The program and arguments of one side: the bench itself, or perf running it.
+    fn command(&self, pair: u32, profiled: bool, frequency: u32) -> (String, Vec<String>) {
+        let mut argv: Vec<String> = Vec::new();
+        let program = if profiled {
+            let side = self.work.join(format!("pair-{pair}-with"));
+            argv.extend(profiler::perf_record_args(
+                self.perf,
+                frequency,
+                &side.join("perf.data"),
+            ));
+            argv.push("-q".into());
+            argv.push("--".into());
+            argv.push(self.exe.display().to_string());
+            "perf".to_owned()
+        } else {
+            self.exe.display().to_string()
+        };
+        argv.extend(self.bench_args.iter().cloned());
+        (program, argv)
+    }
 }
 
 /// One run of the bench executable (directly or under perf) with its own criterion home;
@@ -370,7 +442,7 @@ fn overheads(pairs: &[Pair], limit_pct: f64) -> Vec<BenchmarkOverhead> {
 /// The exit code CI can gate on, and the last line saying why: 0 under the limit (an
 /// inconclusive verdict warns but passes, as in `compare`), 1 over it, 2 when nothing could
 /// be measured.
-pub fn exit_code(result: Result<Verdict>) -> std::process::ExitCode {
+fn exit_code(result: Result<Verdict>) -> std::process::ExitCode {
     match result {
         Ok(Verdict::Under) => {
             eprintln!("profiler overhead: under the limit (exit 0)");

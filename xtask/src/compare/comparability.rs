@@ -90,6 +90,28 @@ pub fn paired(base: &Manifest, post: &Manifest) -> bool {
 }
 
 pub fn check(base: &Manifest, post: &Manifest, policy: HostPolicy) -> Result<Comparability> {
+    same_plan(base, post)?;
+    let host = HostMatch::of(base, post, policy);
+    let mut findings = Findings::default();
+    host.record(&mut findings, base, post);
+    record_settings(&mut findings, base, post);
+    let timings_blocked = host
+        .timings_blocked
+        .or_else(|| different_cpu_idle(base, post));
+    record_cpu_idle_and_profile_time(&mut findings, base, post);
+    record_interference(&mut findings, base, post);
+    record_target_settings(&mut findings, base, post);
+    Ok(Comparability {
+        same_host: host.same_host,
+        same_hardware: host.same_hardware,
+        host_policy: policy,
+        timings_blocked,
+        findings: findings.0,
+    })
+}
+
+/// Fails unless every target both runs have is defined the same way in both plans.
+fn same_plan(base: &Manifest, post: &Manifest) -> Result<()> {
     let mut conflicts = Vec::new();
     for p in &post.targets {
         if let Some(b) = base.targets.iter().find(|b| b.name == p.name) {
@@ -105,98 +127,129 @@ pub fn check(base: &Manifest, post: &Manifest, policy: HostPolicy) -> Result<Com
             conflicts.join("; ")
         );
     }
+    Ok(())
+}
 
-    let mut findings = Vec::new();
-    let mut differ = |aspect: &str, b: String, p: String, effect: &str| {
-        if b != p {
-            findings.push(Finding {
+/// The findings so far, in the order the report lists them.
+#[derive(Default)]
+struct Findings(Vec<Finding>);
+
+impl Findings {
+    /// Records `aspect` when the two sides differ in it.
+    fn differ(&mut self, aspect: &str, baseline: String, post: String, effect: &str) {
+        if baseline != post {
+            self.0.push(Finding {
                 aspect: aspect.to_owned(),
-                baseline: b,
-                post: p,
+                baseline,
+                post,
                 effect: effect.to_owned(),
             });
         }
-    };
-    let same_hardware = hardware(base) == hardware(post);
-    let same_hostname = match (&base.host.hostname, &post.host.hostname) {
-        (Some(b), Some(p)) => b == p,
-        _ => true,
-    };
-    let same_host = same_hardware && same_hostname;
-    let (mut timings_blocked, host_effect) = match (same_host, same_hardware, policy) {
-        (true, _, _) => (None, ""),
-        (false, _, HostPolicy::Any) => (None, "timings judged anyway (--allow-different-host)"),
-        (false, true, HostPolicy::SameHardware) => {
-            (None, "same hardware: timings judged (CI runner pool)")
+    }
+}
+
+/// Whether the two runs were measured on the same machine, and what that means for the
+/// timing verdicts under `policy`.
+struct HostMatch {
+    same_host: bool,
+    same_hardware: bool,
+    timings_blocked: Option<String>,
+    effect: &'static str,
+}
+
+impl HostMatch {
+    fn of(base: &Manifest, post: &Manifest, policy: HostPolicy) -> HostMatch {
+        let same_hardware = hardware(base) == hardware(post);
+        let same_hostname = match (&base.host.hostname, &post.host.hostname) {
+            (Some(b), Some(p)) => b == p,
+            _ => true,
+        };
+        let same_host = same_hardware && same_hostname;
+        let (timings_blocked, effect) = match (same_host, same_hardware, policy) {
+            (true, _, _) => (None, ""),
+            (false, _, HostPolicy::Any) => {
+                (None, "timings judged anyway (--allow-different-host)")
+            }
+            (false, true, HostPolicy::SameHardware) => {
+                (None, "same hardware: timings judged (CI runner pool)")
+            }
+            (false, _, _) => (
+                Some(format!(
+                    "the runs were measured on different {} ({} vs {}); pass --allow-different-host to judge them anyway",
+                    if same_hardware { "hosts" } else { "machines" },
+                    base.host.hostname.as_deref().unwrap_or("?"),
+                    post.host.hostname.as_deref().unwrap_or("?")
+                )),
+                "timing verdicts inconclusive",
+            ),
+        };
+        HostMatch {
+            same_host,
+            same_hardware,
+            timings_blocked,
+            effect,
         }
-        (false, _, _) => (
-            Some(format!(
-                "the runs were measured on different {} ({} vs {}); pass --allow-different-host to judge them anyway",
-                if same_hardware { "hosts" } else { "machines" },
-                base.host.hostname.as_deref().unwrap_or("?"),
-                post.host.hostname.as_deref().unwrap_or("?")
-            )),
-            "timing verdicts inconclusive",
-        ),
-    };
-    differ(
-        "host",
-        base.host.hostname.clone().unwrap_or_else(|| "?".into()),
-        post.host.hostname.clone().unwrap_or_else(|| "?".into()),
-        host_effect,
-    );
-    differ(
-        "hardware",
-        hardware(base),
-        hardware(post),
-        if host_effect.is_empty() {
-            "timing verdicts inconclusive"
-        } else {
-            host_effect
-        },
-    );
-    differ(
+    }
+
+    /// The host and hardware findings.
+    fn record(&self, findings: &mut Findings, base: &Manifest, post: &Manifest) {
+        findings.differ(
+            "host",
+            base.host.hostname.clone().unwrap_or_else(|| "?".into()),
+            post.host.hostname.clone().unwrap_or_else(|| "?".into()),
+            self.effect,
+        );
+        findings.differ(
+            "hardware",
+            hardware(base),
+            hardware(post),
+            if self.effect.is_empty() {
+                "timing verdicts inconclusive"
+            } else {
+                self.effect
+            },
+        );
+    }
+}
+
+/// Machine, toolchain, profiler, build and criterion settings that differ.
+fn record_settings(findings: &mut Findings, base: &Manifest, post: &Manifest) {
+    findings.differ(
         "memory",
         format!("{} MiB", base.host.memory_bytes >> 20),
         format!("{} MiB", post.host.memory_bytes >> 20),
         "reported",
     );
-    differ(
+    findings.differ(
         "kernel",
         base.host.kernel.clone().unwrap_or_default(),
         post.host.kernel.clone().unwrap_or_default(),
         "reported",
     );
-    differ(
+    findings.differ(
         "toolchain",
         base.toolchain.rustc.clone(),
         post.toolchain.rustc.clone(),
         "a compiler change alone can move timings",
     );
-    differ(
+    let profiler = |m: &Manifest| {
+        format!(
+            "{} at {} Hz",
+            m.options.profiler.name(),
+            m.options.sample_frequency_hz
+        )
+    };
+    findings.differ(
         "profiler",
-        format!(
-            "{} at {} Hz",
-            base.options.profiler.name(),
-            base.options.sample_frequency_hz
-        ),
-        format!(
-            "{} at {} Hz",
-            post.options.profiler.name(),
-            post.options.sample_frequency_hz
-        ),
+        profiler(base),
+        profiler(post),
         "profiles compared by share only",
     );
-    differ(
+    let build = |m: &Manifest| format!("{} with `{}`", m.build.cargo_profile, m.build.rustflags);
+    findings.differ(
         "build",
-        format!(
-            "{} with `{}`",
-            base.build.cargo_profile, base.build.rustflags
-        ),
-        format!(
-            "{} with `{}`",
-            post.build.cargo_profile, post.build.rustflags
-        ),
+        build(base),
+        build(post),
         "different compiler flags",
     );
     let quick = |m: &Manifest| {
@@ -206,28 +259,38 @@ pub fn check(base: &Manifest, post: &Manifest, policy: HostPolicy) -> Result<Com
             "full".to_owned()
         }
     };
-    differ(
+    findings.differ(
         "criterion settings",
         quick(base),
         quick(post),
         "different criterion settings; quick runs are smoke tests",
     );
-    differ(
+    findings.differ(
         "timing runs",
         base.options.runs.to_string(),
         post.options.runs.to_string(),
         "reported (the noise estimate accounts for it)",
     );
+}
+
+/// Why the timings cannot be judged when one run held idle CPUs polling and the other did
+/// not: every round trip's wake-up cost differs.
+fn different_cpu_idle(base: &Manifest, post: &Manifest) -> Option<String> {
     let (ib, ip) = (&base.options.cpu_idle, &post.options.cpu_idle);
     let idle_recorded = !ib.requested.is_empty() && !ip.requested.is_empty();
-    if idle_recorded && ib.held != ip.held && timings_blocked.is_none() {
-        timings_blocked = Some(format!(
+    (idle_recorded && ib.held != ip.held).then(|| {
+        format!(
             "one run held idle CPUs polling and the other did not (baseline: {}; post: {}), so every round trip's wake-up cost differs; record both with the same --cpu-idle (and as root for `poll`)",
             ib.describe(),
             ip.describe()
-        ));
-    }
-    differ(
+        )
+    })
+}
+
+fn record_cpu_idle_and_profile_time(findings: &mut Findings, base: &Manifest, post: &Manifest) {
+    let (ib, ip) = (&base.options.cpu_idle, &post.options.cpu_idle);
+    let idle_recorded = !ib.requested.is_empty() && !ip.requested.is_empty();
+    findings.differ(
         "cpu idle",
         ib.describe(),
         ip.describe(),
@@ -242,54 +305,56 @@ pub fn check(base: &Manifest, post: &Manifest, policy: HostPolicy) -> Result<Com
             .profile_time_override_secs
             .map_or_else(|| "the plan's".to_owned(), |s| format!("{s} s"))
     };
-    differ(
+    findings.differ(
         "profile time",
         override_of(base),
         override_of(post),
         "profiles compared by share only",
     );
-    let (lb, lp) = (load(base), load(post));
-    if base.interference.worst != crate::interference::Status::Ok
-        || post.interference.worst != crate::interference::Status::Ok
+}
+
+/// A busy machine during either run, and what it means for the verdicts.
+fn record_interference(findings: &mut Findings, base: &Manifest, post: &Manifest) {
+    if base.interference.worst == crate::interference::Status::Ok
+        && post.interference.worst == crate::interference::Status::Ok
     {
-        findings.push(Finding {
-            aspect: "interference".to_owned(),
-            baseline: lb,
-            post: lp,
-            effect: if paired(base, post) {
-                "the session was measured on a busy machine: both sides of every pair alike, so the paired verdicts stand; only the absolute figures are affected".to_owned()
-            } else {
-                "a run was measured on a busy machine: timings are corrected for waiting for a CPU where measured, and their noise includes the category's noise limit between sessions".to_owned()
-            },
-        });
+        return;
     }
+    findings.0.push(Finding {
+        aspect: "interference".to_owned(),
+        baseline: load(base),
+        post: load(post),
+        effect: if paired(base, post) {
+            "the session was measured on a busy machine: both sides of every pair alike, so the paired verdicts stand; only the absolute figures are affected".to_owned()
+        } else {
+            "a run was measured on a busy machine: timings are corrected for waiting for a CPU where measured, and their noise includes the category's noise limit between sessions".to_owned()
+        },
+    });
+}
+
+/// Per target: thresholds and profile times that differ.
+fn record_target_settings(findings: &mut Findings, base: &Manifest, post: &Manifest) {
     for p in &post.targets {
-        if let Some(b) = base.targets.iter().find(|b| b.name == p.name) {
-            if b.thresholds != p.thresholds {
-                findings.push(Finding {
-                    aspect: format!("thresholds of `{}`", p.name),
-                    baseline: format!("{:?}", b.thresholds),
-                    post: format!("{:?}", p.thresholds),
-                    effect: "the post run's thresholds are used".to_owned(),
-                });
-            }
-            if (b.profile_time_secs - p.profile_time_secs).abs() > 1e-9 {
-                findings.push(Finding {
-                    aspect: format!("profile time of `{}`", p.name),
-                    baseline: format!("{} s", b.profile_time_secs),
-                    post: format!("{} s", p.profile_time_secs),
-                    effect: "profiles compared by share only".to_owned(),
-                });
-            }
+        let Some(b) = base.targets.iter().find(|b| b.name == p.name) else {
+            continue;
+        };
+        if b.thresholds != p.thresholds {
+            findings.0.push(Finding {
+                aspect: format!("thresholds of `{}`", p.name),
+                baseline: format!("{:?}", b.thresholds),
+                post: format!("{:?}", p.thresholds),
+                effect: "the post run's thresholds are used".to_owned(),
+            });
+        }
+        if (b.profile_time_secs - p.profile_time_secs).abs() > 1e-9 {
+            findings.0.push(Finding {
+                aspect: format!("profile time of `{}`", p.name),
+                baseline: format!("{} s", b.profile_time_secs),
+                post: format!("{} s", p.profile_time_secs),
+                effect: "profiles compared by share only".to_owned(),
+            });
         }
     }
-    Ok(Comparability {
-        same_host,
-        same_hardware,
-        host_policy: policy,
-        timings_blocked,
-        findings,
-    })
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::markdown::{change, inconclusive_note, limit, value};
-use super::model::Comparison;
+use super::model::{Comparison, ProfileComparison};
 use super::profiles::Move;
 use super::verdict::Verdict;
 
@@ -91,6 +91,20 @@ fn graph(out: &mut String, dir: &Path, rel: Option<&String>, caption: &str) {
 
 /// Renders the page; `dir` is where the comparison's graphs were written.
 pub fn render(c: &Comparison, dir: &Path) -> String {
+    let mut out = heading(c);
+    comparability_section(&mut out, c);
+    timings_section(&mut out, c);
+    signals_section(&mut out, c);
+    out.push_str("<h2>Profiles</h2>\n");
+    for p in &c.profiles {
+        profile_section(&mut out, p, dir);
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+/// The page's head, the verdict, how the sides were measured and which runs they are.
+fn heading(c: &Comparison) -> String {
     let mut out = String::from("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     let _ = writeln!(
         out,
@@ -126,7 +140,10 @@ pub fn render(c: &Comparison, dir: &Path) -> String {
         escape(&c.post.dir),
         escape(c.post.revision.as_deref().unwrap_or("no revision"))
     );
+    out
+}
 
+fn comparability_section(out: &mut String, c: &Comparison) {
     out.push_str("<h2>Comparability</h2>\n");
     if let Some(reason) = &c.comparability.timings_blocked {
         let _ = writeln!(
@@ -153,7 +170,10 @@ pub fn render(c: &Comparison, dir: &Path) -> String {
         }
         out.push_str("</table>\n");
     }
+}
 
+/// The verdict table, the inconclusive rows' reasons, and the benchmarks not compared.
+fn timings_section(out: &mut String, c: &Comparison) {
     out.push_str("<h2>Timings</h2>\n<table><tr><th>Target</th><th>Benchmark</th><th>Before</th><th>After</th><th>Change (95% interval)</th><th>Limit</th><th>Verdict</th></tr>\n");
     for row in &c.timings {
         let v = row.judgement.verdict;
@@ -203,7 +223,9 @@ pub fn render(c: &Comparison, dir: &Path) -> String {
             .collect();
         let _ = writeln!(out, "<p>{title}:</p><ul>{}</ul>", items.join(""));
     }
+}
 
+fn signals_section(out: &mut String, c: &Comparison) {
     out.push_str("<h2>Regression signals</h2>\n<table><tr><th>Signal</th><th>Target</th><th>Result</th><th>Detail</th></tr>\n");
     for s in &c.signals {
         let _ = writeln!(
@@ -219,58 +241,53 @@ pub fn render(c: &Comparison, dir: &Path) -> String {
             escape(&s.summary)
         );
     }
-    out.push_str("</table>\n<h2>Profiles</h2>\n");
-    for p in &c.profiles {
-        let _ = writeln!(out, "<h3>{}</h3>", escape(&p.target));
-        for note in &p.notes {
-            let _ = writeln!(out, "<p>{}</p>", escape(note));
-        }
-        if !p.movers.is_empty() {
+    out.push_str("</table>\n");
+}
+
+/// One target's notes, the functions that moved, and its four flamegraphs inline.
+fn profile_section(out: &mut String, p: &ProfileComparison, dir: &Path) {
+    let _ = writeln!(out, "<h3>{}</h3>", escape(&p.target));
+    for note in &p.notes {
+        let _ = writeln!(out, "<p>{}</p>", escape(note));
+    }
+    if !p.movers.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p>{} → {} samples.</p><table><tr><th>Function</th><th>Self</th><th>Total</th><th>Move</th></tr>",
+            p.baseline_samples, p.post_samples
+        );
+        for m in &p.movers {
             let _ = writeln!(
                 out,
-                "<p>{} → {} samples.</p><table><tr><th>Function</th><th>Self</th><th>Total</th><th>Move</th></tr>",
-                p.baseline_samples, p.post_samples
+                "<tr><td><code>{}</code></td><td class=\"num\">{:.1}% → {:.1}%</td><td class=\"num\">{:.1}% → {:.1}%</td><td>{}</td></tr>",
+                escape(&m.function),
+                m.before_self_pct,
+                m.after_self_pct,
+                m.before_total_pct,
+                m.after_total_pct,
+                match m.change {
+                    Move::Grown => format!("grown {:+.1} pts", m.delta_pts),
+                    Move::Shrunk => format!("shrunk {:+.1} pts", m.delta_pts),
+                    Move::WithinNoise => format!("within noise ({:+.1} pts)", m.delta_pts),
+                }
             );
-            for m in &p.movers {
-                let _ = writeln!(
-                    out,
-                    "<tr><td><code>{}</code></td><td class=\"num\">{:.1}% → {:.1}%</td><td class=\"num\">{:.1}% → {:.1}%</td><td>{}</td></tr>",
-                    escape(&m.function),
-                    m.before_self_pct,
-                    m.after_self_pct,
-                    m.before_total_pct,
-                    m.after_total_pct,
-                    match m.change {
-                        Move::Grown => format!("grown {:+.1} pts", m.delta_pts),
-                        Move::Shrunk => format!("shrunk {:+.1} pts", m.delta_pts),
-                        Move::WithinNoise => format!("within noise ({:+.1} pts)", m.delta_pts),
-                    }
-                );
-            }
-            out.push_str("</table>\n");
         }
-        graph(
-            &mut out,
-            dir,
-            p.files.differential.as_ref(),
-            "Differential (post shape; red: grew, blue: shrank)",
-        );
-        graph(
-            &mut out,
-            dir,
-            p.files.differential_negated.as_ref(),
-            "Differential (baseline shape; blue: shrank or disappeared)",
-        );
-        graph(
-            &mut out,
-            dir,
-            p.files.before.as_ref(),
-            "Baseline flamegraph",
-        );
-        graph(&mut out, dir, p.files.after.as_ref(), "Post flamegraph");
+        out.push_str("</table>\n");
     }
-    out.push_str("</body></html>\n");
-    out
+    graph(
+        out,
+        dir,
+        p.files.differential.as_ref(),
+        "Differential (post shape; red: grew, blue: shrank)",
+    );
+    graph(
+        out,
+        dir,
+        p.files.differential_negated.as_ref(),
+        "Differential (baseline shape; blue: shrank or disappeared)",
+    );
+    graph(out, dir, p.files.before.as_ref(), "Baseline flamegraph");
+    graph(out, dir, p.files.after.as_ref(), "Post flamegraph");
 }
 
 #[cfg(test)]

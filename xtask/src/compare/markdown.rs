@@ -5,7 +5,9 @@
 
 use std::fmt::Write as _;
 
-use super::model::{Comparison, LimitKind, Metric, RunSummary, TimingRow, Unmatched};
+use super::model::{
+    Comparison, LimitKind, Metric, ProfileComparison, RunSummary, TimingRow, Unmatched,
+};
 use super::profiles::Move;
 use super::statements::{Change, StatementRow};
 use super::verdict::Verdict;
@@ -121,6 +123,23 @@ pub fn timing_table(c: &Comparison) -> String {
 }
 
 pub fn render(c: &Comparison) -> String {
+    let mut out = heading(c);
+    comparability_section(&mut out, c);
+    timings_section(&mut out, c);
+    signals_section(&mut out, c);
+    statements_section(&mut out, &c.statements);
+    out.push_str("## Profiles\n\n");
+    for p in &c.profiles {
+        profile_section(&mut out, p);
+    }
+    out.push_str(
+        "Open `index.html` next to this file for every flamegraph inline. Produced by `cargo xtask compare`.\n",
+    );
+    out
+}
+
+/// The title, the verdict, how the sides were measured, and the two runs side by side.
+fn heading(c: &Comparison) -> String {
     let mut out = format!(
         "# Performance comparison: {} → {}\n\n",
         c.baseline.label, c.post.label
@@ -154,7 +173,10 @@ pub fn render(c: &Comparison) -> String {
             r.profiler.name()
         )
     });
+    out
+}
 
+fn comparability_section(out: &mut String, c: &Comparison) {
     out.push_str("\n## Comparability\n\n");
     if let Some(reason) = &c.comparability.timings_blocked {
         let _ = writeln!(out, "**Timing verdicts are inconclusive:** {reason}.\n");
@@ -175,7 +197,10 @@ pub fn render(c: &Comparison) -> String {
         }
         out.push('\n');
     }
+}
 
+/// The verdict table, the inconclusive rows' reasons, and the benchmarks not compared.
+fn timings_section(out: &mut String, c: &Comparison) {
     out.push_str("## Timings\n\n");
     out.push_str(
         "Median over the timing runs, post against baseline, with the 95% interval from the spread \
@@ -197,14 +222,16 @@ pub fn render(c: &Comparison) -> String {
         }
         out.push('\n');
     }
-    unmatched_list(&mut out, "Appeared (only in the post run)", &c.only_in_post);
+    unmatched_list(out, "Appeared (only in the post run)", &c.only_in_post);
     unmatched_list(
-        &mut out,
+        out,
         "Disappeared (only in the baseline)",
         &c.only_in_baseline,
     );
-    unmatched_list(&mut out, "Not compared", &c.not_compared);
+    unmatched_list(out, "Not compared", &c.not_compared);
+}
 
+fn signals_section(out: &mut String, c: &Comparison) {
     out.push_str("## Regression signals\n\n");
     if c.signals.is_empty() {
         out.push_str("No signal could be evaluated (no profiles or latency limits in common).\n\n");
@@ -225,79 +252,73 @@ pub fn render(c: &Comparison) -> String {
         }
         out.push('\n');
     }
+}
 
-    statements_section(&mut out, &c.statements);
-
-    out.push_str("## Profiles\n\n");
-    for p in &c.profiles {
-        let _ = writeln!(out, "### {}\n", p.target);
-        for note in &p.notes {
-            let _ = writeln!(out, "{note}\n");
+/// One target's profiles: notes, flamegraph links, shares, and the functions that moved.
+fn profile_section(out: &mut String, p: &ProfileComparison) {
+    let _ = writeln!(out, "### {}\n", p.target);
+    for note in &p.notes {
+        let _ = writeln!(out, "{note}\n");
+    }
+    if p.movers.is_empty() {
+        return;
+    }
+    let links: Vec<String> = [
+        ("before", &p.files.before),
+        ("after", &p.files.after),
+        (
+            "differential (red: grew, blue: shrank)",
+            &p.files.differential,
+        ),
+        (
+            "differential in the baseline's shape",
+            &p.files.differential_negated,
+        ),
+    ]
+    .iter()
+    .filter_map(|(name, path)| path.as_ref().map(|p| format!("[{name}]({p})")))
+    .collect();
+    let _ = writeln!(
+        out,
+        "{} → {} samples. Flamegraphs: {}\n",
+        p.baseline_samples,
+        p.post_samples,
+        if links.is_empty() {
+            "none".to_owned()
+        } else {
+            links.join(" · ")
         }
-        if p.movers.is_empty() {
-            continue;
-        }
-        let links: Vec<String> = [
-            ("before", &p.files.before),
-            ("after", &p.files.after),
-            (
-                "differential (red: grew, blue: shrank)",
-                &p.files.differential,
-            ),
-            (
-                "differential in the baseline's shape",
-                &p.files.differential_negated,
-            ),
-        ]
-        .iter()
-        .filter_map(|(name, path)| path.as_ref().map(|p| format!("[{name}]({p})")))
-        .collect();
-        let _ = writeln!(
-            out,
-            "{} → {} samples. Flamegraphs: {}\n",
-            p.baseline_samples,
-            p.post_samples,
-            if links.is_empty() {
-                "none".to_owned()
-            } else {
-                links.join(" · ")
-            }
-        );
-        if !p.shares.is_empty() {
-            out.push_str("| Share of samples | Before | After |\n|---|---:|---:|\n");
-            for s in &p.shares {
-                let _ = writeln!(
-                    out,
-                    "| {}: {} | {:.1}% | {:.1}% |",
-                    s.group, s.name, s.before_pct, s.after_pct
-                );
-            }
-            out.push('\n');
-        }
-        out.push_str("Functions whose share moved most (self = in the function itself, total = with its callees):\n\n");
-        out.push_str("| Function | Self | Total | Move |\n|---|---:|---:|---|\n");
-        for m in &p.movers {
+    );
+    if !p.shares.is_empty() {
+        out.push_str("| Share of samples | Before | After |\n|---|---:|---:|\n");
+        for s in &p.shares {
             let _ = writeln!(
                 out,
-                "| {} | {:.1}% → {:.1}% | {:.1}% → {:.1}% | {} |",
-                code(&m.function),
-                m.before_self_pct,
-                m.after_self_pct,
-                m.before_total_pct,
-                m.after_total_pct,
-                match m.change {
-                    Move::Grown => format!("▲ grown {:+.1} pts", m.delta_pts),
-                    Move::Shrunk => format!("▼ shrunk {:+.1} pts", m.delta_pts),
-                    Move::WithinNoise => format!("within noise ({:+.1} pts)", m.delta_pts),
-                }
+                "| {}: {} | {:.1}% | {:.1}% |",
+                s.group, s.name, s.before_pct, s.after_pct
             );
         }
         out.push('\n');
     }
-    out.push_str(
-        "Open `index.html` next to this file for every flamegraph inline. Produced by `cargo xtask compare`.\n",
-    );
-    out
+    out.push_str("Functions whose share moved most (self = in the function itself, total = with its callees):\n\n");
+    out.push_str("| Function | Self | Total | Move |\n|---|---:|---:|---|\n");
+    for m in &p.movers {
+        let _ = writeln!(
+            out,
+            "| {} | {:.1}% → {:.1}% | {:.1}% → {:.1}% | {} |",
+            code(&m.function),
+            m.before_self_pct,
+            m.after_self_pct,
+            m.before_total_pct,
+            m.after_total_pct,
+            match m.change {
+                Move::Grown => format!("▲ grown {:+.1} pts", m.delta_pts),
+                Move::Shrunk => format!("▼ shrunk {:+.1} pts", m.delta_pts),
+                Move::WithinNoise => format!("within noise ({:+.1} pts)", m.delta_pts),
+            }
+        );
+    }
+    out.push('\n');
 }
 
 /// What the terminal shows: the verdict table and the fired signals (stdout).

@@ -1,6 +1,4 @@
-//! `cargo xtask compare BASELINE_DIR POST_DIR`: judges two saved runs without measuring
-//! anything, so a verdict can be re-read, re-thresholded (`--plan`) or produced in CI from
-//! artifacts. The same judging step ends `profile-post` and `profile-gate`.
+//! Judging two saved runs: the step that ends `compare`, `profile-post` and `profile-gate`.
 //!
 //! Exit codes: 0 when no benchmark regressed and no regression signal fired (inconclusive
 //! verdicts are printed as warnings), 1 when any did, 2 when the inputs were unusable. The
@@ -30,9 +28,7 @@ pub use comparability::HostPolicy;
 pub use run_dir::{Role, RunDir};
 pub use verdict::Verdict;
 
-use crate::flags::{CompareArgs, WorkspaceArgs};
 use crate::plan::Plan;
-use crate::run_options;
 use model::{Comparison, MARKDOWN_FILE};
 
 /// Exit code for unusable inputs (missing or damaged runs, different plans, a failed run).
@@ -108,30 +104,4 @@ pub fn conclude(command: &str, out: &Path, result: &Result<Comparison>) -> ExitC
             ExitCode::from(EXIT_UNUSABLE)
         }
     }
-}
-
-pub fn run(ws: &WorkspaceArgs, args: &CompareArgs) -> ExitCode {
-    let out = run_options::absolute(args.out.as_deref().unwrap_or(&args.post));
-    let result = (|| {
-        let baseline = RunDir::load(&run_options::absolute(&args.baseline), Role::Baseline)?;
-        let post = RunDir::load(&run_options::absolute(&args.post), Role::Post)?;
-        // Only a plan given explicitly re-thresholds; otherwise the recorded thresholds.
-        let plan = ws
-            .plan
-            .as_deref()
-            .map(|p| Plan::load(&run_options::absolute(p)))
-            .transpose()?;
-        judge_and_write(Request {
-            baseline,
-            post,
-            out: out.clone(),
-            host_policy: if args.judge.allow_different_host {
-                HostPolicy::Any
-            } else {
-                HostPolicy::SameHost
-            },
-            plan,
-        })
-    })();
-    conclude("compare", &out, &result)
 }

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::comparability::Comparability;
 use super::profiles::{Mover, Signal};
 use super::verdict::{Judgement, Side, Verdict};
-use crate::flags::ProfilerChoice;
 use crate::plan::Category;
+use crate::profiler_choice::ProfilerChoice;
 
 /// Bumped whenever a field changes meaning or disappears; additions keep the version.
 pub const SCHEMA_VERSION: u32 = 1;

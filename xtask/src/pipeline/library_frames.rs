@@ -9,14 +9,19 @@ use std::io::{BufRead, Read};
 /// The suffix a shared library's frame gets.
 pub const LIBRARY_SUFFIX: &str = "_[lib]";
 
+/// Whether the file at `path` (or named `path`) is a shared library: `libc.so.6`, `x.so`.
+pub fn is_shared_library(path: &str) -> bool {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    file.contains(".so.") || file.ends_with(".so")
+}
+
 /// A `perf script` frame line (`\t<addr> <symbol>+<offset> (<module>)`) with the symbol
 /// marked when the module is a shared library.
 pub fn mark(line: &str) -> Option<String> {
     let trimmed = line.trim_end();
     let open = trimmed.rfind(" (")?;
     let module = trimmed[open + 2..].strip_suffix(')')?;
-    let file = module.rsplit('/').next().unwrap_or(module);
-    if !(file.contains(".so.") || file.ends_with(".so")) {
+    if !is_shared_library(module) {
         return None;
     }
     let head = &trimmed[..open];

@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use super::schedstat::RunUsage;
 use crate::analysis::Analysis;
 use crate::criterion::Estimates;
-use crate::flags::ProfilerChoice;
 use crate::host::{Git, Host, Toolchain};
 use crate::interference::Report;
 use crate::plan::{Category, Kind, Thresholds};
+use crate::profiler_choice::ProfilerChoice;
 
 /// Bumped whenever a field changes meaning or disappears; additions keep the version.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -13,10 +13,12 @@ pub mod profiler;
 mod progress;
 mod referee;
 pub mod report;
+pub mod samply_fold;
 pub mod schedstat;
 mod side;
 pub mod timing;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -25,10 +27,10 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Cmd, Shell};
 
 use crate::analysis;
-use crate::flags::ProfilerChoice;
 use crate::interference::Status;
 use crate::plan::{Kind, Plan, Target};
-use crate::{check_env, clock, host, redact, workspace};
+use crate::profiler_choice::ProfilerChoice;
+use crate::{clock, host, machine_check, redact, workspace};
 use manifest::{
     BuildRecord, DatabaseRecord, Manifest, OptionsRecord, PairSide, Pairing, TargetStatus,
     SCHEMA_VERSION,
@@ -150,7 +152,7 @@ struct Preflight {
     toolchain: host::Toolchain,
     host: host::Host,
     interference: crate::interference::Report,
-    tools: std::collections::BTreeMap<String, String>,
+    tools: BTreeMap<String, String>,
     metadata: workspace::Metadata,
     perf: profiler::PerfSetup,
 }
@@ -159,6 +161,29 @@ struct Preflight {
 /// finish stops before spending time, with the command that fixes it.
 fn preflight(sh: &Shell, opts: &Options, plan: &Plan, targets: &[Target]) -> Result<Preflight> {
     let metadata = workspace::metadata(sh, &opts.workspace)?;
+    check_targets_exist(&metadata, opts, plan, targets)?;
+    check_prerequisites(&metadata, targets)?;
+    note_revision(sh, opts);
+    let toolchain = host::toolchain(sh)?;
+    let (tools, perf) = check_profiler(sh, opts.profiler)?;
+    let interference = check_interference(opts)?;
+    Ok(Preflight {
+        toolchain,
+        host: host::host(),
+        interference,
+        tools,
+        metadata,
+        perf,
+    })
+}
+
+/// Fails unless every target's package and bench or test exists in the workspace.
+fn check_targets_exist(
+    metadata: &workspace::Metadata,
+    opts: &Options,
+    plan: &Plan,
+    targets: &[Target],
+) -> Result<()> {
     for t in targets {
         let Some(package) = metadata.package(&t.package) else {
             bail!(
@@ -197,6 +222,12 @@ fn preflight(sh: &Shell, opts: &Options, plan: &Plan, targets: &[Target]) -> Res
             );
         }
     }
+    Ok(())
+}
+
+/// Fails when the Ruby headers are missing for a workspace with Ruby, or when the plan
+/// needs a database nothing can provide.
+fn check_prerequisites(metadata: &workspace::Metadata, targets: &[Target]) -> Result<()> {
     if metadata.package(crate::ruby_build::RUBY_PACKAGE).is_some() {
         if let Some(reason) = crate::ruby_build::missing() {
             bail!("{reason}");
@@ -211,7 +242,11 @@ fn preflight(sh: &Shell, opts: &Options, plan: &Plan, targets: &[Target]) -> Res
             database::TASKER_PACKAGE
         );
     }
+    Ok(())
+}
 
+/// Says when the revision cannot be recorded or the tree has uncommitted changes.
+fn note_revision(sh: &Shell, opts: &Options) {
     let git = host::git(sh, &opts.workspace);
     match (&git.revision, git.dirty) {
         (None, _) => eprintln!(
@@ -223,8 +258,14 @@ fn preflight(sh: &Shell, opts: &Options, plan: &Plan, targets: &[Target]) -> Res
         }
         _ => {}
     }
-    let toolchain = host::toolchain(sh)?;
-    let mut tools = std::collections::BTreeMap::new();
+}
+
+/// The profilers' versions, and the chosen one checked: installed, and allowed to record.
+fn check_profiler(
+    sh: &Shell,
+    profiler: ProfilerChoice,
+) -> Result<(BTreeMap<String, String>, profiler::PerfSetup)> {
+    let mut tools = BTreeMap::new();
     for tool in ["perf", "samply"] {
         if let Some(v) = host::tool_version(sh, tool) {
             tools.insert(tool.to_owned(), v);
@@ -235,7 +276,7 @@ fn preflight(sh: &Shell, opts: &Options, plan: &Plan, targets: &[Target]) -> Res
         "0.12 (library, linked into xtask)".to_owned(),
     );
     let perf = profiler::PerfSetup::for_this_user();
-    match opts.profiler {
+    match profiler {
         ProfilerChoice::Perf => {
             if !tools.contains_key("perf") {
                 bail!("perf is not installed; run `cargo xtask install-tools` (or pass --profiler none to skip profiling)");
@@ -246,12 +287,26 @@ fn preflight(sh: &Shell, opts: &Options, plan: &Plan, targets: &[Target]) -> Res
             if !tools.contains_key("samply") {
                 bail!("samply is not installed; run `cargo xtask install-tools` (or pass --profiler none to skip profiling)");
             }
+            if let Some(level) = crate::probe::readings()
+                .perf_event_paranoid
+                .filter(|l| *l > 1)
+            {
+                bail!(
+                    "samply cannot record while kernel.perf_event_paranoid is {level} (it needs 1 or lower, even as root); \
+                     run `cargo xtask install-tools --set-perf-paranoid 1` as root, or pass --profiler perf"
+                );
+            }
         }
         ProfilerChoice::None => {}
     }
+    Ok((tools, perf))
+}
 
-    let interference = check_env::check_settled(opts.profiler, opts.frequency, opts.settle);
-    eprint!("{}", check_env::render(&interference));
+/// The interference check, waited on while only the load is high; a failure ends the run
+/// unless `--allow-interference`.
+fn check_interference(opts: &Options) -> Result<crate::interference::Report> {
+    let interference = machine_check::check_settled(opts.profiler, opts.frequency, opts.settle);
+    eprint!("{}", machine_check::render(&interference));
     if interference.worst == Status::Fail {
         if opts.allow_interference {
             eprintln!("warning: the interference check failed; continuing because of --allow-interference (recorded in the manifest)");
@@ -259,14 +314,7 @@ fn preflight(sh: &Shell, opts: &Options, plan: &Plan, targets: &[Target]) -> Res
             bail!("the interference check failed (see above); fix the `fail` findings or pass --allow-interference");
         }
     }
-    Ok(Preflight {
-        toolchain,
-        host: host::host(),
-        interference,
-        tools,
-        metadata,
-        perf,
-    })
+    Ok(interference)
 }
 
 /// A one-second perf recording of `true`: catches permission problems before the build.

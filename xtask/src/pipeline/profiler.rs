@@ -1,8 +1,8 @@
 //! The profiling pass: the built bench executable (`--bench --profile-time N`) or test
 //! executable (with its filter) under perf or samply, never cargo. A test executable is run
 //! again and again until the profile time has passed, so a one-second test still yields
-//! enough samples at a low sampling rate. perf output is folded with inferno and rendered as
-//! a flamegraph SVG.
+//! enough samples at a low sampling rate. perf's output is folded with inferno, samply's by
+//! [`super::samply_fold`], into the same stacks, and rendered as a flamegraph SVG.
 //!
 //! perf samples the whole machine (`-a`) where it may, and the folding keeps only the
 //! measured program's processes. Sampling the program's own threads instead costs every
@@ -24,9 +24,9 @@ use inferno::collapse::Collapse;
 use xshell::{cmd, Shell};
 
 use super::manifest::{ProfileRecord, ServerProfile, TopFunction};
-use super::RunEnv;
-use crate::flags::ProfilerChoice;
+use super::{samply_fold, RunEnv};
 use crate::plan::{Kind, Target};
+use crate::profiler_choice::ProfilerChoice;
 
 pub struct ProfilePass<'a> {
     pub sh: &'a Shell,
@@ -86,16 +86,16 @@ impl ProfilePass<'_> {
             ),
             ProfilerChoice::Samply => (
                 "samply",
-                "profile.json.gz",
+                SAMPLY_PROFILE,
                 vec![
                     "record".into(),
                     "--save-only".into(),
-                    // Writes a symbol side file next to the profile for `samply load`.
+                    // The symbols of every address, beside the profile: see `samply_fold`.
                     "--unstable-presymbolicate".into(),
                     "--rate".into(),
                     self.frequency.to_string(),
                     "-o".into(),
-                    dir.join("profile.json.gz").display().to_string(),
+                    dir.join(SAMPLY_PROFILE).display().to_string(),
                 ],
             ),
             ProfilerChoice::None => bail!("no profiler selected"),
@@ -142,18 +142,14 @@ impl ProfilePass<'_> {
             top_self: None,
             server: None,
         };
-        if self.profiler != ProfilerChoice::Perf {
-            // samply saves an unsymbolicated Firefox-profiler file; `samply load` reads it.
-            return Ok(Profiled {
-                record,
-                folded: None,
-            });
-        }
-        let folded = fold_perf(
-            &dir.join("perf.data"),
-            &self.out.join("logs").join(&t.name).join("perf-script.log"),
-            self.perf.system_wide,
-        )?;
+        let folded = match self.profiler {
+            ProfilerChoice::Samply => self.fold_samply(&dir)?,
+            _ => fold_perf(
+                &dir.join("perf.data"),
+                &self.out.join("logs").join(&t.name).join("perf-script.log"),
+                self.perf.system_wide,
+            )?,
+        };
         std::fs::write(dir.join("folded.txt"), &folded).context("writing folded stacks")?;
         record.folded = Some(format!("profiles/{}/folded.txt", t.name));
         let samples = sample_count(&folded);
@@ -167,7 +163,7 @@ impl ProfilePass<'_> {
         let svg = dir.join("flamegraph.svg");
         render_flamegraph(&folded, &svg, &self.title)?;
         record.flamegraph = Some(format!("profiles/{}/flamegraph.svg", t.name));
-        if self.perf.system_wide && t.needs_database {
+        if self.profiler == ProfilerChoice::Perf && self.perf.system_wide && t.needs_database {
             record.server = self.server_profile(&dir)?;
         }
         Ok(Profiled {
@@ -176,6 +172,35 @@ impl ProfilePass<'_> {
         })
     }
 }
+
+impl ProfilePass<'_> {
+    /// samply's recording folded like perf's (see [`samply_fold`]); the time its threads
+    /// slept, which samply records too, folded and drawn beside it.
+    fn fold_samply(&self, dir: &Path) -> Result<String> {
+        let folded = samply_fold::fold(&dir.join(SAMPLY_PROFILE))?;
+        if !folded.off_cpu.is_empty() {
+            std::fs::write(dir.join("off-cpu-folded.txt"), &folded.off_cpu)
+                .context("writing the off-CPU folded stacks")?;
+            let mut options = inferno::flamegraph::Options::default();
+            options.title = format!("Off-CPU: {}", self.title);
+            options.count_name = "µs asleep".to_owned();
+            options.colors =
+                inferno::flamegraph::Palette::Basic(inferno::flamegraph::color::BasicPalette::Blue);
+            let svg = dir.join("off-cpu-flamegraph.svg");
+            let file = File::create(&svg).with_context(|| format!("creating {}", svg.display()))?;
+            inferno::flamegraph::from_lines(
+                &mut options,
+                folded.off_cpu.lines(),
+                BufWriter::new(file),
+            )
+            .with_context(|| format!("rendering {}", svg.display()))?;
+        }
+        Ok(folded.on_cpu)
+    }
+}
+
+/// The file samply saves its recording to, in the target's profile directory.
+const SAMPLY_PROFILE: &str = "profile.json.gz";
 
 /// Server functions listed in the manifest.
 const SERVER_TOP: usize = 10;

@@ -286,7 +286,19 @@ pub fn baseline_doc(
         dir.display()
     );
     header(&mut out, m);
+    hot_paths(&mut out, analyses);
+    super::database_report::section(&mut out, database, m);
+    lifecycle_shares(&mut out, analyses);
+    expected_ranges(&mut out, m, timings);
+    post_refactor_targets(&mut out, m, timings);
+    post_refactor_signals(&mut out, m, analyses);
+    noisy_targets(&mut out, m);
+    observations(&mut out, m, analyses);
+    out
+}
 
+/// Functions at or above their target's hot-path threshold, hottest first.
+fn hot_paths(out: &mut String, analyses: &AnalysisFile) {
     out.push_str("\n## Hot paths, sorted by time\n\nFunctions at or above their target's hot-path threshold by self time.\n\n");
     out.push_str("| Function | Target | Self | Total |\n|---|---|---:|---:|\n");
     let mut hot: Vec<(&str, &FunctionShare)> = analyses
@@ -312,9 +324,10 @@ pub fn baseline_doc(
     if hot.is_empty() {
         out.push_str("| (none above the threshold) | | | |\n");
     }
+}
 
-    super::database_report::section(&mut out, database, m);
-
+/// Each target's share of samples per lifecycle module and kind of work.
+fn lifecycle_shares(out: &mut String, analyses: &AnalysisFile) {
     out.push_str("\n## Time per lifecycle module and kind of work\n\nShare of each target's samples with the module or kind of work on the stack.\n\n");
     let mut head = String::from("| Target |");
     let mut rule = String::from("|---|");
@@ -340,7 +353,11 @@ pub fn baseline_doc(
             .collect();
         let _ = writeln!(out, "| {} | {} |", t.name, cells.join(" | "));
     }
+}
 
+/// Per benchmark the median typical time and the range of the runs' intervals; a test
+/// target's CPU time under the profiler.
+fn expected_ranges(out: &mut String, m: &Manifest, timings: &Timings) {
     out.push_str("\n## Expected ranges\n\nPer benchmark: median typical time over the runs and the range the runs' 95% confidence intervals span.\n\n");
     out.push_str("| Target | Benchmark | Typical | Expected range | Spread across runs |\n|---|---|---:|---|---:|\n");
     for t in &timings.targets {
@@ -379,7 +396,10 @@ pub fn baseline_doc(
             );
         }
     }
+}
 
+/// The limits the post-refactor run is judged by, per benchmark.
+fn post_refactor_targets(out: &mut String, m: &Manifest, timings: &Timings) {
     out.push_str("\n## Targets for the post-refactor run\n\n");
     out.push_str("| Target | Benchmark | Baseline | Success: at most | Regression above |\n|---|---|---:|---:|---:|\n");
     for t in &timings.targets {
@@ -412,6 +432,10 @@ pub fn baseline_doc(
             );
         }
     }
+}
+
+/// The profile limits the post-refactor run is judged by, per target.
+fn post_refactor_signals(out: &mut String, m: &Manifest, analyses: &AnalysisFile) {
     out.push('\n');
     for t in &analyses.targets {
         let Some(r) = m.targets.iter().find(|r| r.name == t.name) else {
@@ -451,6 +475,9 @@ pub fn baseline_doc(
             }
         );
     }
+}
+
+fn noisy_targets(out: &mut String, m: &Manifest) {
     let noisy: Vec<&str> = m
         .targets
         .iter()
@@ -464,7 +491,10 @@ pub fn baseline_doc(
             noisy.join(", ")
         );
     }
+}
 
+/// Kinds of work above their call-out threshold, and recursion.
+fn observations(out: &mut String, m: &Manifest, analyses: &AnalysisFile) {
     out.push_str("\n## Observations from the data\n\n");
     let mut any = false;
     for t in &analyses.targets {
@@ -504,5 +534,4 @@ pub fn baseline_doc(
             "- No kind of work reaches its call-out threshold and no recursion was seen.\n",
         );
     }
-    out
 }

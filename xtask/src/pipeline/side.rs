@@ -18,7 +18,7 @@ use super::outdir::Staging;
 use super::{Options, QUICK_PROFILE_SECS};
 use crate::analysis::Analysis;
 use crate::plan::{Kind, Target};
-use crate::{audit, host, workspace};
+use crate::{host, inventory, workspace};
 
 pub struct Side {
     /// The workspace whose code this side measures.
@@ -304,11 +304,12 @@ fn not_measurable(metadata: &workspace::Metadata, t: &Target) -> Option<String> 
         ));
     };
     let placeholder = t.kind == Kind::Bench
-        && std::fs::read_to_string(&found.src_path).is_ok_and(|src| audit::is_placeholder(&src));
+        && std::fs::read_to_string(&found.src_path)
+            .is_ok_and(|src| inventory::is_placeholder(&src));
     placeholder.then(|| {
         format!(
             "placeholder bench (`{}` in its header): not measured",
-            audit::PLACEHOLDER_MARKER
+            inventory::PLACEHOLDER_MARKER
         )
     })
 }

@@ -12,11 +12,11 @@ use anyhow::{bail, Context, Result};
 
 pub mod against;
 
+use super::profile_baseline;
 use crate::compare::{self, model::Comparison, HostPolicy, Role, RunDir};
 use crate::flags::{ProfilePostArgs, RunArgs, WorkspaceArgs};
 use crate::pipeline;
 use crate::plan::Plan;
-use crate::profile_baseline;
 use crate::run_options;
 
 pub const DEFAULT_OUT: &str = "profiles/post-refactor";
