@@ -143,7 +143,7 @@ impl ProfilePass<'_> {
             server: None,
         };
         let folded = match self.profiler {
-            ProfilerChoice::Samply => self.fold_samply(&dir)?,
+            ProfilerChoice::Samply => samply_fold::fold(&dir.join(SAMPLY_PROFILE))?,
             _ => fold_perf(
                 &dir.join("perf.data"),
                 &self.out.join("logs").join(&t.name).join("perf-script.log"),
@@ -170,32 +170,6 @@ impl ProfilePass<'_> {
             record,
             folded: Some(folded),
         })
-    }
-}
-
-impl ProfilePass<'_> {
-    /// samply's recording folded like perf's (see [`samply_fold`]); the time its threads
-    /// slept, which samply records too, folded and drawn beside it.
-    fn fold_samply(&self, dir: &Path) -> Result<String> {
-        let folded = samply_fold::fold(&dir.join(SAMPLY_PROFILE))?;
-        if !folded.off_cpu.is_empty() {
-            std::fs::write(dir.join("off-cpu-folded.txt"), &folded.off_cpu)
-                .context("writing the off-CPU folded stacks")?;
-            let mut options = inferno::flamegraph::Options::default();
-            options.title = format!("Off-CPU: {}", self.title);
-            options.count_name = "µs asleep".to_owned();
-            options.colors =
-                inferno::flamegraph::Palette::Basic(inferno::flamegraph::color::BasicPalette::Blue);
-            let svg = dir.join("off-cpu-flamegraph.svg");
-            let file = File::create(&svg).with_context(|| format!("creating {}", svg.display()))?;
-            inferno::flamegraph::from_lines(
-                &mut options,
-                folded.off_cpu.lines(),
-                BufWriter::new(file),
-            )
-            .with_context(|| format!("rendering {}", svg.display()))?;
-        }
-        Ok(folded.on_cpu)
     }
 }
 

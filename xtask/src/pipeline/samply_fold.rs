@@ -8,11 +8,11 @@
 //! neither samply nor the binaries. The format is read with serde by hand because the crate
 //! that defines it (`fxprof-processed-profile`) only writes it.
 //!
-//! On Linux samply also records the time a thread sleeps, as samples at the stack it went
-//! to sleep with. Every sample carries the CPU time its thread used since the one before
-//! (`threadCPUDelta`), so the on-CPU stacks weigh each sample by that CPU time, counted in
-//! sampling intervals (the unit of perf's `cpu-clock` samples), and the rest of a sample's
-//! time is off-CPU.
+//! Every sample carries the CPU time its thread used since the one before
+//! (`threadCPUDelta`), and the stacks weigh each sample by it, counted in sampling intervals:
+//! the unit of perf's `cpu-clock` samples. On Linux, where samply samples a thread only while
+//! it runs, that is one interval per sample; where samply also samples sleeping threads
+//! (macOS), their samples weigh nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -24,22 +24,14 @@ use serde::Deserialize;
 use super::library_frames::{is_shared_library, LIBRARY_SUFFIX};
 use crate::analysis::KERNEL_SUFFIX;
 
-/// A samply recording folded both ways.
-#[derive(Debug, Default)]
-pub struct Folded {
-    /// CPU time per stack, in sampling intervals.
-    pub on_cpu: String,
-    /// Time asleep per stack, in microseconds.
-    pub off_cpu: String,
-}
-
 /// The symbol file samply writes beside `profile` with `--unstable-presymbolicate`.
 pub fn symbols_path(profile: &Path) -> PathBuf {
     profile.with_extension("syms.json")
 }
 
-/// Folds the recording `profile` (gzipped or not) with the symbols beside it.
-pub fn fold(profile: &Path) -> Result<Folded> {
+/// Folds the recording `profile` (gzipped or not) with the symbols beside it: CPU time per
+/// stack, in sampling intervals.
+pub fn fold(profile: &Path) -> Result<String> {
     let recording: Recording = read_json(profile)?;
     let syms_path = symbols_path(profile);
     let symbols: SymbolFile = read_json(&syms_path).with_context(|| {
@@ -65,14 +57,13 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-fn fold_recording(recording: &Recording, symbols: &Symbols<'_>) -> Result<Folded> {
+fn fold_recording(recording: &Recording, symbols: &Symbols<'_>) -> Result<String> {
     let interval_us = recording.meta.interval * 1000.0;
     if interval_us <= 0.0 {
         bail!("the samply recording gives no sampling interval");
     }
     let delta_us = recording.meta.cpu_delta_unit_us();
     let mut on_cpu: BTreeMap<String, f64> = BTreeMap::new();
-    let mut off_cpu: BTreeMap<String, f64> = BTreeMap::new();
     for thread in &recording.threads {
         let stacks = thread.stack_names(symbols, &recording.libs);
         let samples = &thread.samples;
@@ -84,19 +75,10 @@ fn fold_recording(recording: &Recording, symbols: &Symbols<'_>) -> Result<Folded
                 .as_ref()
                 .and_then(|d| d[i])
                 .map_or(weight * interval_us, |d| d * delta_us);
-            let line = &stacks[*stack];
-            *on_cpu.entry(line.clone()).or_default() += cpu_us / interval_us;
-            let asleep_us = weight * interval_us - cpu_us;
-            // Half an interval of slack: a running thread's deltas jitter around it.
-            if asleep_us > interval_us / 2.0 {
-                *off_cpu.entry(line.clone()).or_default() += asleep_us;
-            }
+            *on_cpu.entry(stacks[*stack].clone()).or_default() += cpu_us / interval_us;
         }
     }
-    Ok(Folded {
-        on_cpu: lines(&on_cpu),
-        off_cpu: lines(&off_cpu),
-    })
+    Ok(lines(&on_cpu))
 }
 
 /// Folded lines, counts rounded to whole units; stacks that round to nothing are left out.
@@ -251,7 +233,8 @@ impl Thread {
             None => return format!("[{}]", lib.name),
         };
         let name = name.replace(';', ":");
-        if lib.name.starts_with("[kernel") || lib.debug_name.starts_with("[kernel") {
+        // inferno marks the vDSO's frames as the kernel's; so do we, so names match perf's.
+        if lib.name.starts_with("[kernel") || lib.name == "[vdso]" {
             format!("{name}{KERNEL_SUFFIX}")
         } else if is_shared_library(&lib.name) {
             format!("{name}{LIBRARY_SUFFIX}")
@@ -354,7 +337,7 @@ mod tests {
     #[test]
     fn the_fixture_recording_folds_with_the_hot_function_first() {
         let folded = fold(&fixture()).expect("the fixture folds");
-        let top = top_self(&folded.on_cpu);
+        let top = top_self(&folded);
         // The fixture spends about three quarters of its time in the hot kernel and a
         // quarter in the cold helper.
         let (hot, hot_pct) = &top[0];
@@ -363,7 +346,7 @@ mod tests {
         let (cold, _) = &top[1];
         assert!(cold.ends_with("xtask_fixture_cold_helper"), "{top:?}");
         // Every line is a thread, frames, and a count, as perf's folding writes them.
-        for line in folded.on_cpu.lines() {
+        for line in folded.lines() {
             let (stack, count) = line.rsplit_once(' ').expect("a count");
             assert!(count.parse::<u64>().is_ok_and(|n| n > 0), "{line}");
             assert!(stack.contains(';'), "{line}");
@@ -376,7 +359,6 @@ mod tests {
         let recording: Recording = read_json(&fixture()).unwrap();
         let folded = fold(&fixture()).unwrap();
         let counted: u64 = folded
-            .on_cpu
             .lines()
             .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
             .sum();
