@@ -27,7 +27,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Run a worker that executes the example step handlers for its namespaces' steps.
     Worker(worker::WorkerArgs),
-    /// Create, inspect, list and wait for tasks through a running server's API.
+    /// Create, inspect, list and wait for tasks, and cancel, resolve or retry them, through a
+    /// running server's API.
     Task(task::TaskArgs),
 }
 
