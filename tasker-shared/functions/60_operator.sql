@@ -7,55 +7,9 @@
 -- no_task, no_step, wrong_state (the task or step is not in a state the action applies to;
 -- task_state and step_state say which it is in).
 
--- Moves the given steps of a task (locked here) from whatever state they are in to p_to,
--- with one history row each carrying p_metadata. The caller has checked that the move is
--- legal. Returns how many moved.
-CREATE OR REPLACE FUNCTION tasker.move_steps_by_operator(
-    p_step_uuids uuid[],
-    p_to         text,
-    p_processor  text,
-    p_metadata   jsonb
-) RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-    moved integer;
-BEGIN
-    WITH locked AS (
-        SELECT s.workflow_step_uuid, s.current_state
-          FROM tasker.workflow_steps s
-         WHERE s.workflow_step_uuid = ANY (p_step_uuids)
-         ORDER BY s.workflow_step_uuid
-           FOR UPDATE
-    ), updated AS (
-        UPDATE tasker.workflow_steps s
-           SET current_state = p_to,
-               in_process = false,
-               processed = p_to IN ('complete', 'resolved_manually'),
-               processed_at = CASE WHEN p_to IN ('complete', 'resolved_manually') THEN now()
-                                   ELSE s.processed_at END,
-               updated_at = now()
-          FROM locked
-         WHERE s.workflow_step_uuid = locked.workflow_step_uuid
-        RETURNING s.workflow_step_uuid, locked.current_state AS previous
-    ), retired AS (
-        UPDATE tasker.workflow_step_transitions t
-           SET most_recent = false
-          FROM updated u
-         WHERE t.workflow_step_uuid = u.workflow_step_uuid AND t.most_recent
-        RETURNING t.workflow_step_uuid, t.sort_key
-    ), recorded AS (
-        INSERT INTO tasker.workflow_step_transitions
-            (workflow_step_uuid, from_state, to_state, sort_key, most_recent, processor, metadata)
-        SELECT u.workflow_step_uuid, u.previous, p_to, coalesce(r.sort_key, 0) + 1, true,
-               p_processor, p_metadata
-          FROM updated u
-          LEFT JOIN retired r ON r.workflow_step_uuid = u.workflow_step_uuid
-        RETURNING 1
-    )
-    SELECT count(*)::integer INTO moved FROM recorded;
-    RETURN moved;
-END
-$$;
+-- The operator's moves of steps are transition_steps_atomic's compare-and-swap, from the
+-- states each action applies to; the function that once moved them from any state is gone.
+DROP FUNCTION IF EXISTS tasker.move_steps_by_operator(uuid[], text, text, jsonb);
 
 -- Cancels a task: its steps that have not started (pending, enqueued, waiting_for_retry) are
 -- cancelled and never start (a worker's claim of an enqueued one finds it cancelled and drops
@@ -86,7 +40,10 @@ BEGIN
      WHERE s.task_uuid = p_task_uuid
        AND s.current_state IN ('pending', 'enqueued', 'waiting_for_retry');
     IF waiting IS NOT NULL THEN
-        PERFORM tasker.move_steps_by_operator(waiting, 'cancelled', p_processor, p_metadata);
+        -- a step a worker claims meanwhile is no longer waiting: it is left to finish
+        PERFORM tasker.transition_steps_atomic(
+            waiting, ARRAY['pending', 'enqueued', 'waiting_for_retry'], 'cancelled',
+            p_processor, p_metadata);
     END IF;
     PERFORM tasker.transition_task_state_through(
         p_task_uuid, ARRAY[task_was, 'cancelled'], p_processor, p_metadata);
@@ -194,8 +151,8 @@ BEGIN
         RETURN;
     END IF;
     UPDATE tasker.workflow_steps s SET results = p_results WHERE s.workflow_step_uuid = l.step_uuid;
-    PERFORM tasker.move_steps_by_operator(
-        ARRAY[l.step_uuid], 'resolved_manually', p_processor, p_metadata);
+    PERFORM tasker.transition_steps_atomic(
+        ARRAY[l.step_uuid], ARRAY[l.step_state], 'resolved_manually', p_processor, p_metadata);
     RETURN QUERY SELECT 'done'::text,
                         tasker.resume_task(p_task_uuid, l.task_state, p_processor, p_metadata),
                         'resolved_manually'::text;
@@ -226,7 +183,8 @@ BEGIN
     UPDATE tasker.workflow_steps s
        SET attempts = 0, next_retry_at = NULL
      WHERE s.workflow_step_uuid = l.step_uuid;
-    PERFORM tasker.move_steps_by_operator(ARRAY[l.step_uuid], 'pending', p_processor, p_metadata);
+    PERFORM tasker.transition_steps_atomic(
+        ARRAY[l.step_uuid], ARRAY['error'], 'pending', p_processor, p_metadata);
     RETURN QUERY SELECT 'done'::text,
                         tasker.resume_task(p_task_uuid, l.task_state, p_processor, p_metadata),
                         'pending'::text;

@@ -15,7 +15,7 @@
 //! counting process switches it on for the databases it creates, while its own reading
 //! connection keeps it off), the next transaction id (only transactions
 //! that write get one, and only those flush WAL at commit on a durable server), and
-//! `/proc/<pid>/schedstat` of the server's processes when the server runs on this machine.
+//! the CPU time of the program and of the server's processes ([`crate::bench_cpu`]).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, Row};
 
+use crate::bench_cpu::{self, CpuReading};
 use crate::bench_support::runtime;
 
 /// The environment variable naming the file the counts are appended to.
@@ -147,16 +148,21 @@ fn append(path: &Path, record: &BenchmarkCounts) -> std::io::Result<()> {
 pub(crate) fn around_sample<T>(sample: impl FnOnce() -> T) -> T {
     let open = lock(&WINDOW).is_some();
     if !open {
-        return sample();
+        return if bench_cpu::splitting() {
+            bench_cpu::split_sample(first_url().as_deref(), sample)
+        } else {
+            sample()
+        };
     }
+    let postmaster = bench_cpu::postmaster(first_url().as_deref());
     let before = runtime().block_on(Reading::take());
     ITERATIONS.store(0, Ordering::Relaxed);
     COUNTING.store(true, Ordering::Relaxed);
-    let cpu_before = Cpu::now(before.as_ref().ok());
+    let cpu_before = CpuReading::now(postmaster);
     let started = Instant::now();
     let output = sample();
     let wall = started.elapsed();
-    let cpu_after = Cpu::now(before.as_ref().ok());
+    let cpu_after = CpuReading::now(postmaster);
     COUNTING.store(false, Ordering::Relaxed);
     let iterations = ITERATIONS.load(Ordering::Relaxed);
     let after = runtime().block_on(Reading::take());
@@ -231,8 +237,8 @@ impl Window {
         &mut self,
         iterations: u64,
         wall: Duration,
-        cpu_before: &Cpu,
-        cpu_after: &Cpu,
+        cpu_before: &CpuReading,
+        cpu_after: &CpuReading,
         before: Result<Reading, String>,
         after: Result<Reading, String>,
     ) {
@@ -246,8 +252,8 @@ impl Window {
         self.samples += 1;
         self.iterations += iterations;
         self.wall += wall;
-        self.program_cpu += cpu_after.program.saturating_sub(cpu_before.program);
-        self.server_cpu = match (self.server_cpu, cpu_before.server_delta(cpu_after)) {
+        self.program_cpu += cpu_after.program_since(cpu_before);
+        self.server_cpu = match (self.server_cpu, cpu_after.server_since(cpu_before)) {
             (Some(total), Some(d)) => Some(total + d),
             _ => None,
         };
@@ -320,8 +326,6 @@ struct Reading {
     statements: HashMap<(i64, bool), Cumulative>,
     next_xid: u64,
     evictions: i64,
-    /// The server's processes other than this reader's own backend.
-    server_pids: Vec<u32>,
 }
 
 /// This process's connection for reading counters, with tracking off for its own statements.
@@ -333,10 +337,8 @@ const UNAVAILABLE_HINT: &str = "the server must load pg_stat_statements \
 async fn reader() -> Result<tokio::sync::MutexGuard<'static, Option<PgConnection>>, String> {
     let mut guard = READER.lock().await;
     if guard.is_none() {
-        let url = lock(&DATABASES)
-            .first()
-            .map(|(_, url)| url.clone())
-            .ok_or("the benchmark created no database, so there is nothing to count")?;
+        let url =
+            first_url().ok_or("the benchmark created no database, so there is nothing to count")?;
         let mut conn = PgConnection::connect(&url)
             .await
             .map_err(|e| format!("connecting to read statement statistics: {e}"))?;
@@ -352,6 +354,11 @@ async fn reader() -> Result<tokio::sync::MutexGuard<'static, Option<PgConnection
         *guard = Some(conn);
     }
     Ok(guard)
+}
+
+/// The URL of the first database this process created, through which counters are read.
+fn first_url() -> Option<String> {
+    lock(&DATABASES).first().map(|(_, url)| url.clone())
 }
 
 fn database_names() -> Vec<String> {
@@ -388,18 +395,15 @@ impl Reading {
         }
         let state = sqlx::query(
             "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid,
-                    (SELECT dealloc FROM pg_stat_statements_info) AS evictions,
-                    array(SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()) AS pids",
+                    (SELECT dealloc FROM pg_stat_statements_info) AS evictions",
         )
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| format!("reading the server's transaction counter failed: {e}"))?;
-        let pids: Vec<i32> = state.get("pids");
         Ok(Reading {
             statements,
             next_xid: state.get::<i64, _>("next_xid") as u64,
             evictions: state.get("evictions"),
-            server_pids: pids.into_iter().map(|p| p as u32).collect(),
         })
     }
 }
@@ -427,55 +431,4 @@ async fn query_texts(ids: Vec<i64>) -> Result<HashMap<i64, String>, String> {
 /// Statement text on one line with runs of whitespace collapsed, as reports show it.
 fn one_line(text: String) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// CPU time used so far: this process (all threads), and each of the server's processes.
-struct Cpu {
-    program: Duration,
-    /// Per server process; `None` when they cannot be read here.
-    server: Option<HashMap<u32, Duration>>,
-}
-
-impl Cpu {
-    fn now(reading: Option<&Reading>) -> Cpu {
-        let program = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
-            .map(|u| {
-                let t = |tv: nix::sys::time::TimeVal| {
-                    Duration::new(tv.tv_sec() as u64, tv.tv_usec() as u32 * 1000)
-                };
-                t(u.user_time()) + t(u.system_time())
-            })
-            .unwrap_or_default();
-        let server = reading.and_then(|r| {
-            r.server_pids
-                .iter()
-                .map(|&pid| on_cpu(pid).map(|t| (pid, t)))
-                .collect::<Option<HashMap<_, _>>>()
-        });
-        Cpu { program, server }
-    }
-
-    /// The server's CPU between two moments, over the processes of the earlier one (a
-    /// backend that exits in between loses what it used since the first moment).
-    fn server_delta(&self, later: &Cpu) -> Option<Duration> {
-        let (before, after) = (self.server.as_ref()?, later.server.as_ref()?);
-        Some(
-            before
-                .iter()
-                .filter_map(|(pid, t)| after.get(pid).map(|a| a.saturating_sub(*t)))
-                .sum(),
-        )
-    }
-}
-
-/// Time a local server process has spent on a CPU (`/proc/<pid>/schedstat`, nanoseconds), or
-/// `None` when it is not a PostgreSQL process of this machine.
-fn on_cpu(pid: u32) -> Option<Duration> {
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    if !comm.starts_with("postgres") {
-        return None;
-    }
-    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
-    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(ns))
 }

@@ -3,6 +3,8 @@
 //! and a throwaway local PostgreSQL for development, tests and benchmarks.
 
 #[cfg(feature = "benchmarks")]
+pub mod bench_cpu;
+#[cfg(feature = "benchmarks")]
 pub mod bench_db_stats;
 #[cfg(feature = "benchmarks")]
 pub mod bench_support;

@@ -307,80 +307,161 @@ fn pct(part: u64, total: u64) -> f64 {
 
 pub fn analyse(folded: &str, opts: Options) -> Result<Analysis> {
     let stacks = parse(folded, opts)?;
-    let total: u64 = stacks.iter().map(|s| s.count).sum();
-
-    let mut self_samples: HashMap<&str, u64> = HashMap::new();
-    let mut total_samples: HashMap<&str, u64> = HashMap::new();
-    let mut modules: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut categories: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut roots: HashMap<&str, u64> = HashMap::new();
-    let mut recursion: HashMap<&str, (usize, u64)> = HashMap::new();
-    let mut paths: HashMap<Vec<&str>, u64> = HashMap::new();
-    let mut max_depth = 0;
-    let mut outside_samples = 0;
-
+    let mut tally = Tally::default();
     for stack in &stacks {
-        max_depth = max_depth.max(stack.frames.len());
+        tally.add(stack);
+    }
+    Ok(tally.into_analysis(opts.hot_path_pct))
+}
+
+/// Samples counted per function, module, category, root, recursion and path.
+#[derive(Default)]
+struct Tally<'a> {
+    total: u64,
+    self_samples: HashMap<&'a str, u64>,
+    total_samples: HashMap<&'a str, u64>,
+    modules: BTreeMap<&'static str, u64>,
+    categories: BTreeMap<&'static str, u64>,
+    roots: HashMap<&'a str, u64>,
+    /// Per recursive function: the deepest it went, and the samples it was recursive in.
+    recursion: HashMap<&'a str, (usize, u64)>,
+    paths: HashMap<Vec<&'a str>, u64>,
+    max_depth: usize,
+    outside_samples: u64,
+}
+
+impl<'a> Tally<'a> {
+    fn add(&mut self, stack: &Stack<'a>) {
+        self.total += stack.count;
+        self.max_depth = self.max_depth.max(stack.frames.len());
         if let Some(root) = stack.root {
-            *roots.entry(root).or_default() += stack.count;
+            *self.roots.entry(root).or_default() += stack.count;
         }
         if let Some(leaf) = stack.self_frame() {
-            *self_samples.entry(leaf).or_default() += stack.count;
+            *self.self_samples.entry(leaf).or_default() += stack.count;
         }
         if stack.outside_program() {
-            outside_samples += stack.count;
+            self.outside_samples += stack.count;
         }
-        // A recursive function is on the stack several times but spends the time once.
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for frame in &stack.frames {
-            *seen.entry(frame).or_default() += 1;
-        }
-        for (frame, times) in &seen {
-            *total_samples.entry(frame).or_default() += stack.count;
-            if *times > 1 {
-                let entry = recursion.entry(frame).or_default();
-                entry.0 = entry.0.max(*times);
-                entry.1 += stack.count;
-            }
-        }
+        self.add_frames(stack);
         for module in LIFECYCLE_MODULES {
             let in_module = stack.frames.iter().any(|f| {
                 matches_pattern(f, &format!("lifecycle::{module}"))
                     || matches_pattern(f, &format!("{module}::"))
             });
             if in_module {
-                *modules.entry(module).or_default() += stack.count;
+                *self.modules.entry(module).or_default() += stack.count;
             }
         }
         for (category, patterns) in CATEGORIES {
-            let hit = stack.frames.iter().any(|f| in_category(f, patterns));
-            if hit {
-                *categories.entry(category).or_default() += stack.count;
+            if stack.frames.iter().any(|f| in_category(f, patterns)) {
+                *self.categories.entry(category).or_default() += stack.count;
             }
         }
         let start = stack.frames.len().saturating_sub(PATH_FRAMES);
-        *paths.entry(stack.frames[start..].to_vec()).or_default() += stack.count;
+        *self
+            .paths
+            .entry(stack.frames[start..].to_vec())
+            .or_default() += stack.count;
     }
 
-    let share_of = |f: &str| FunctionShare {
-        function: f.to_owned(),
-        self_samples: self_samples.get(f).copied().unwrap_or(0),
-        total_samples: total_samples.get(f).copied().unwrap_or(0),
-        self_pct: pct(self_samples.get(f).copied().unwrap_or(0), total),
-        total_pct: pct(total_samples.get(f).copied().unwrap_or(0), total),
-    };
-    // Ties broken by name so the output is stable from run to run.
-    let mut by_self: Vec<&str> = self_samples.keys().copied().collect();
-    by_self.sort_by(|a, b| self_samples[b].cmp(&self_samples[a]).then(a.cmp(b)));
-    let mut by_total: Vec<&str> = total_samples.keys().copied().collect();
-    by_total.sort_by(|a, b| total_samples[b].cmp(&total_samples[a]).then(a.cmp(b)));
+    /// Total samples per function, and recursion: a recursive function is on the stack
+    /// several times but spends the time once.
+    fn add_frames(&mut self, stack: &Stack<'a>) {
+        let mut seen: HashMap<&'a str, usize> = HashMap::new();
+        for &frame in &stack.frames {
+            *seen.entry(frame).or_default() += 1;
+        }
+        for (frame, times) in seen {
+            *self.total_samples.entry(frame).or_default() += stack.count;
+            if times > 1 {
+                let entry = self.recursion.entry(frame).or_default();
+                entry.0 = entry.0.max(times);
+                entry.1 += stack.count;
+            }
+        }
+    }
 
-    let hot_functions = by_self
+    fn into_analysis(self, hot_path_pct: f64) -> Analysis {
+        let total = self.total;
+        let share_of = |f: &str| FunctionShare {
+            function: f.to_owned(),
+            self_samples: self.self_samples.get(f).copied().unwrap_or(0),
+            total_samples: self.total_samples.get(f).copied().unwrap_or(0),
+            self_pct: pct(self.self_samples.get(f).copied().unwrap_or(0), total),
+            total_pct: pct(self.total_samples.get(f).copied().unwrap_or(0), total),
+        };
+        let by_self = ranked(&self.self_samples);
+        let by_total = ranked(&self.total_samples);
+        Analysis {
+            total_samples: total,
+            hot_path_pct,
+            top_self: by_self.iter().take(TOP).map(|f| share_of(f)).collect(),
+            top_total: by_total.iter().take(TOP).map(|f| share_of(f)).collect(),
+            hot_functions: by_self
+                .iter()
+                .map(|f| share_of(f))
+                .filter(|s| s.self_pct >= hot_path_pct)
+                .collect(),
+            lifecycle_modules: shares_in_order(
+                LIFECYCLE_MODULES.iter().copied(),
+                &self.modules,
+                total,
+            ),
+            categories: shares_in_order(
+                CATEGORIES.iter().map(|(c, _)| *c),
+                &self.categories,
+                total,
+            ),
+            roots: top_roots(&self.roots, total),
+            hot_paths: top_paths(self.paths, total),
+            max_stack_depth: self.max_depth,
+            recursion: top_recursion(self.recursion),
+            outside_program_pct: pct(self.outside_samples, total),
+        }
+    }
+}
+
+/// Names by samples, most first; ties broken by name so the output is stable from run to run.
+fn ranked<'a>(counts: &HashMap<&'a str, u64>) -> Vec<&'a str> {
+    let mut names: Vec<&str> = counts.keys().copied().collect();
+    names.sort_by(|a, b| counts[b].cmp(&counts[a]).then(a.cmp(b)));
+    names
+}
+
+/// A share for every name, in the order given (zero where nothing was counted).
+fn shares_in_order(
+    names: impl Iterator<Item = &'static str>,
+    counts: &BTreeMap<&'static str, u64>,
+    total: u64,
+) -> Vec<Share> {
+    names
+        .map(|name| {
+            let samples = counts.get(name).copied().unwrap_or(0);
+            Share {
+                name: name.to_owned(),
+                samples,
+                pct: pct(samples, total),
+            }
+        })
+        .collect()
+}
+
+fn top_roots(roots: &HashMap<&str, u64>, total: u64) -> Vec<Share> {
+    let mut roots: Vec<Share> = roots
         .iter()
-        .map(|f| share_of(f))
-        .filter(|s| s.self_pct >= opts.hot_path_pct)
+        .map(|(name, &samples)| Share {
+            name: (*name).to_owned(),
+            samples,
+            pct: pct(samples, total),
+        })
         .collect();
+    roots.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.name.cmp(&b.name)));
+    roots.truncate(TOP_PATHS);
+    roots
+}
 
+fn top_paths(paths: HashMap<Vec<&str>, u64>, total: u64) -> Vec<HotPath> {
     let mut hot_paths: Vec<HotPath> = paths
         .into_iter()
         .map(|(frames, samples)| HotPath {
@@ -391,7 +472,10 @@ pub fn analyse(folded: &str, opts: Options) -> Result<Analysis> {
         .collect();
     hot_paths.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.frames.cmp(&b.frames)));
     hot_paths.truncate(TOP_PATHS);
+    hot_paths
+}
 
+fn top_recursion(recursion: HashMap<&str, (usize, u64)>) -> Vec<Recursion> {
     let mut recursion: Vec<Recursion> = recursion
         .into_iter()
         .map(|(f, (depth, samples))| Recursion {
@@ -407,52 +491,7 @@ pub fn analyse(folded: &str, opts: Options) -> Result<Analysis> {
             .then(a.function.cmp(&b.function))
     });
     recursion.truncate(TOP_PATHS);
-
-    let mut roots: Vec<Share> = roots
-        .into_iter()
-        .map(|(name, samples)| Share {
-            name: name.to_owned(),
-            samples,
-            pct: pct(samples, total),
-        })
-        .collect();
-    roots.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.name.cmp(&b.name)));
-    roots.truncate(TOP_PATHS);
-
-    Ok(Analysis {
-        total_samples: total,
-        hot_path_pct: opts.hot_path_pct,
-        top_self: by_self.iter().take(TOP).map(|f| share_of(f)).collect(),
-        top_total: by_total.iter().take(TOP).map(|f| share_of(f)).collect(),
-        hot_functions,
-        lifecycle_modules: LIFECYCLE_MODULES
-            .iter()
-            .map(|m| {
-                let samples = modules.get(m).copied().unwrap_or(0);
-                Share {
-                    name: (*m).to_owned(),
-                    samples,
-                    pct: pct(samples, total),
-                }
-            })
-            .collect(),
-        categories: CATEGORIES
-            .iter()
-            .map(|(c, _)| {
-                let samples = categories.get(c).copied().unwrap_or(0);
-                Share {
-                    name: (*c).to_owned(),
-                    samples,
-                    pct: pct(samples, total),
-                }
-            })
-            .collect(),
-        roots,
-        hot_paths,
-        max_stack_depth: max_depth,
-        recursion,
-        outside_program_pct: pct(outside_samples, total),
-    })
+    recursion
 }
 
 #[cfg(test)]

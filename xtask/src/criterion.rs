@@ -161,11 +161,7 @@ pub fn measurement_windows(lines: &[(f64, String)]) -> BTreeMap<String, (f64, f6
     let mut started: BTreeMap<String, f64> = BTreeMap::new();
     let mut windows = BTreeMap::new();
     for (t, line) in lines {
-        let Some((id, phase)) = line
-            .trim()
-            .strip_prefix("Benchmarking ")
-            .and_then(|rest| rest.rsplit_once(": "))
-        else {
+        let Some((id, phase)) = progress_line(line) else {
             continue;
         };
         if phase.starts_with("Collecting") {
@@ -177,6 +173,13 @@ pub fn measurement_windows(lines: &[(f64, String)]) -> BTreeMap<String, (f64, f6
         }
     }
     windows
+}
+
+/// A progress line of criterion's (`Benchmarking ID: PHASE`) as (ID, PHASE).
+pub fn progress_line(line: &str) -> Option<(&str, &str)> {
+    line.trim()
+        .strip_prefix("Benchmarking ")
+        .and_then(|rest| rest.rsplit_once(": "))
 }
 
 /// How far apart repeated runs are: (max - min) / median, in percent.

@@ -260,104 +260,22 @@ impl Plan {
                 .unwrap_or_else(|| path.display().to_string());
             anyhow::anyhow!("malformed profile plan {location}: {}", e.message())
         })?;
-        if let Some(version) = &raw.schema_version {
-            if *version.get_ref() != PLAN_SCHEMA_VERSION {
-                bail!(
-                    "{}: schema_version {} is not supported (this xtask reads version {PLAN_SCHEMA_VERSION})",
-                    at(version.span()),
-                    version.get_ref()
-                );
-            }
-        }
-        let mut category_overrides = BTreeMap::new();
-        for (key, overrides) in &raw.thresholds {
-            let category = Category::from_name(key).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{}: [thresholds.{key}] names no category; use one of e2e, sql, events, api, lifecycle, component",
-                    at(overrides.span())
-                )
-            })?;
-            check_overrides(overrides.get_ref(), &at)?;
-            category_overrides.insert(category, overrides.get_ref().clone());
-        }
-        let plan_wide = ThresholdOverrides {
-            session_drift_pct: raw.session_drift_pct.clone(),
-            ..ThresholdOverrides::default()
-        };
-        check_overrides(&plan_wide, &at)?;
-        let plan_profile_time = match &raw.profile_time_secs {
-            Some(t) => positive(t, "profile_time_secs", &at)?,
-            None => DEFAULT_PROFILE_TIME_SECS,
-        };
+        check_version(&raw, &at)?;
+        let defaults = Defaults::of(&raw, &at)?;
         if raw.targets.is_empty() {
             bail!("{}: the plan has no [[target]] entries", path.display());
         }
         let mut targets: Vec<Target> = Vec::new();
         for spanned in &raw.targets {
-            let raw_target = spanned.get_ref();
-            let name = raw_target.name.get_ref().trim().to_owned();
-            if name.is_empty() {
-                bail!("{}: target name is empty", at(raw_target.name.span()));
-            }
-            if targets.iter().any(|t| t.name == name) {
+            let target = defaults.resolve(spanned, &at)?;
+            if targets.iter().any(|t| t.name == target.name) {
                 bail!(
-                    "{}: duplicate target name `{name}`",
-                    at(raw_target.name.span())
+                    "{}: duplicate target name `{}`",
+                    at(spanned.get_ref().name.span()),
+                    target.name
                 );
             }
-            if raw_target.binary.get_ref().trim().is_empty() {
-                bail!(
-                    "{}: target `{name}` has an empty `binary`",
-                    at(raw_target.binary.span())
-                );
-            }
-            if raw_target.all_features && !raw_target.features.is_empty() {
-                bail!(
-                    "{}: target `{name}` sets both `features` and `all_features`; keep one",
-                    at(spanned.span())
-                );
-            }
-            if raw_target.kind == Kind::Bench && raw_target.binary.get_ref() == "lib" {
-                bail!(
-                    "{}: target `{name}`: `binary = \"lib\"` only applies to kind = \"test\"",
-                    at(raw_target.binary.span())
-                );
-            }
-            let mut thresholds = raw_target.category.default_thresholds();
-            apply(&mut thresholds, &plan_wide);
-            if let Some(overrides) = category_overrides.get(&raw_target.category) {
-                apply(&mut thresholds, overrides);
-            }
-            if let Some(overrides) = &raw_target.thresholds {
-                check_overrides(overrides, &at)?;
-                apply(&mut thresholds, overrides);
-            }
-            let profile_time_secs = match &raw_target.profile_time_secs {
-                Some(t) => positive(t, "profile_time_secs", &at)?,
-                None => plan_profile_time,
-            };
-            let pairs = match &raw_target.pairs {
-                Some(p) if *p.get_ref() < 2 => bail!(
-                    "{}: target `{name}`: `pairs` must be at least 2 (one pair gives no interval), got {}",
-                    at(p.span()),
-                    p.get_ref()
-                ),
-                p => p.as_ref().map(|p| *p.get_ref()),
-            };
-            targets.push(Target {
-                name,
-                package: raw_target.package.clone(),
-                kind: raw_target.kind,
-                binary: raw_target.binary.get_ref().clone(),
-                features: raw_target.features.clone(),
-                all_features: raw_target.all_features,
-                filter: raw_target.filter.clone().filter(|f| !f.is_empty()),
-                category: raw_target.category,
-                needs_database: raw_target.needs_database.unwrap_or(raw.needs_database),
-                profile_time_secs,
-                pairs,
-                thresholds,
-            });
+            targets.push(target);
         }
         Ok(Plan {
             path: path.to_owned(),
@@ -388,6 +306,135 @@ impl Plan {
             .cloned()
             .collect())
     }
+}
+
+type At<'a> = &'a dyn Fn(std::ops::Range<usize>) -> String;
+
+fn check_version(raw: &RawPlan, at: At<'_>) -> Result<()> {
+    if let Some(version) = &raw.schema_version {
+        if *version.get_ref() != PLAN_SCHEMA_VERSION {
+            bail!(
+                "{}: schema_version {} is not supported (this xtask reads version {PLAN_SCHEMA_VERSION})",
+                at(version.span()),
+                version.get_ref()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What the plan says for every target, before a target's own settings.
+struct Defaults {
+    /// Overrides of the whole plan (`session_drift_pct`).
+    plan_wide: ThresholdOverrides,
+    /// `[thresholds.<category>]`.
+    by_category: BTreeMap<Category, ThresholdOverrides>,
+    profile_time_secs: f64,
+    needs_database: bool,
+}
+
+impl Defaults {
+    fn of(raw: &RawPlan, at: At<'_>) -> Result<Defaults> {
+        let mut by_category = BTreeMap::new();
+        for (key, overrides) in &raw.thresholds {
+            let category = Category::from_name(key).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: [thresholds.{key}] names no category; use one of e2e, sql, events, api, lifecycle, component",
+                    at(overrides.span())
+                )
+            })?;
+            check_overrides(overrides.get_ref(), at)?;
+            by_category.insert(category, overrides.get_ref().clone());
+        }
+        let plan_wide = ThresholdOverrides {
+            session_drift_pct: raw.session_drift_pct.clone(),
+            ..ThresholdOverrides::default()
+        };
+        check_overrides(&plan_wide, at)?;
+        Ok(Defaults {
+            plan_wide,
+            by_category,
+            profile_time_secs: match &raw.profile_time_secs {
+                Some(t) => positive(t, "profile_time_secs", at)?,
+                None => DEFAULT_PROFILE_TIME_SECS,
+            },
+            needs_database: raw.needs_database,
+        })
+    }
+
+    /// One `[[target]]`, checked, with its thresholds resolved: the category's defaults, the
+    /// plan's, the category's overrides, then its own.
+    fn resolve(&self, spanned: &Spanned<RawTarget>, at: At<'_>) -> Result<Target> {
+        let raw = spanned.get_ref();
+        let name = raw.name.get_ref().trim().to_owned();
+        check_target(raw, &name, spanned.span(), at)?;
+        let mut thresholds = raw.category.default_thresholds();
+        apply(&mut thresholds, &self.plan_wide);
+        if let Some(overrides) = self.by_category.get(&raw.category) {
+            apply(&mut thresholds, overrides);
+        }
+        if let Some(overrides) = &raw.thresholds {
+            check_overrides(overrides, at)?;
+            apply(&mut thresholds, overrides);
+        }
+        let profile_time_secs = match &raw.profile_time_secs {
+            Some(t) => positive(t, "profile_time_secs", at)?,
+            None => self.profile_time_secs,
+        };
+        let pairs = match &raw.pairs {
+            Some(p) if *p.get_ref() < 2 => bail!(
+                "{}: target `{name}`: `pairs` must be at least 2 (one pair gives no interval), got {}",
+                at(p.span()),
+                p.get_ref()
+            ),
+            p => p.as_ref().map(|p| *p.get_ref()),
+        };
+        Ok(Target {
+            name,
+            package: raw.package.clone(),
+            kind: raw.kind,
+            binary: raw.binary.get_ref().clone(),
+            features: raw.features.clone(),
+            all_features: raw.all_features,
+            filter: raw.filter.clone().filter(|f| !f.is_empty()),
+            category: raw.category,
+            needs_database: raw.needs_database.unwrap_or(self.needs_database),
+            profile_time_secs,
+            pairs,
+            thresholds,
+        })
+    }
+}
+
+/// The checks of a target's own fields that need no other target.
+fn check_target(
+    raw: &RawTarget,
+    name: &str,
+    span: std::ops::Range<usize>,
+    at: At<'_>,
+) -> Result<()> {
+    if name.is_empty() {
+        bail!("{}: target name is empty", at(raw.name.span()));
+    }
+    if raw.binary.get_ref().trim().is_empty() {
+        bail!(
+            "{}: target `{name}` has an empty `binary`",
+            at(raw.binary.span())
+        );
+    }
+    if raw.all_features && !raw.features.is_empty() {
+        bail!(
+            "{}: target `{name}` sets both `features` and `all_features`; keep one",
+            at(span)
+        );
+    }
+    if raw.kind == Kind::Bench && raw.binary.get_ref() == "lib" {
+        bail!(
+            "{}: target `{name}`: `binary = \"lib\"` only applies to kind = \"test\"",
+            at(raw.binary.span())
+        );
+    }
+    Ok(())
 }
 
 fn positive(

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::markdown::{change, inconclusive_note, limit, value};
+use super::markdown::{benchmark, change, inconclusive_note, limit, value};
 use super::model::{Comparison, ProfileComparison};
 use super::profiles::Move;
 use super::verdict::Verdict;
@@ -182,7 +182,7 @@ fn timings_section(out: &mut String, c: &Comparison) {
             "<tr class=\"{}\"><td>{}</td><td><code>{}</code></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
             v.name(),
             escape(&row.target),
-            escape(&row.benchmark),
+            escape(&benchmark(row)),
             escape(&value(row, row.baseline)),
             escape(&value(row, row.post)),
             escape(&change(row)),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::comparability::{self, HostPolicy};
+use super::cpu_rows;
 use super::model::{
     Comparison, LimitKind, Measurement, Metric, Outcome, ProfileComparison, ProfileFiles,
     RunSummary, ShareChange, Status, TimingRow, Unmatched, SCHEMA_VERSION,
@@ -73,7 +74,7 @@ fn relative_se(e: &Estimates) -> f64 {
     }
 }
 
-fn limit_of(t: &Thresholds) -> (f64, LimitKind) {
+pub(super) fn limit_of(t: &Thresholds) -> (f64, LimitKind) {
     match t.max_change_pct {
         Some(p) => (p, LimitKind::MaxChange),
         None => (t.noise_pct, LimitKind::NoiseBand),
@@ -98,14 +99,14 @@ fn seen_from(dir: &Path, from: &Path) -> String {
 }
 
 /// What applies to every row of a comparison.
-struct RowContext<'a> {
+pub(super) struct RowContext<'a> {
     /// Why timings cannot be judged (different hosts), if so.
-    blocked: Option<&'a str>,
+    pub(super) blocked: Option<&'a str>,
     /// Whether either run was measured under a failed interference check.
-    busy: bool,
+    pub(super) busy: bool,
     /// Whether the two runs are the two sides of one paired session, run `k` of one
     /// measured right next to run `k` of the other.
-    paired: bool,
+    pub(super) paired: bool,
 }
 
 /// How the two runs were measured, for the report: paired in one session, or two sessions.
@@ -313,14 +314,10 @@ fn paired_row(
     base: &BenchmarkTimings,
     post: &BenchmarkTimings,
 ) -> Option<TimingRow> {
-    let ratios: Vec<f64> = post
-        .runs
-        .iter()
-        .filter_map(|p| {
-            let b = base.runs.iter().find(|b| b.run == p.run)?;
-            (b.typical_ns > 0.0 && p.typical_ns > 0.0).then(|| (p.typical_ns / b.typical_ns).ln())
-        })
-        .collect();
+    let typical = |b: &BenchmarkTimings| -> Vec<(u32, f64)> {
+        b.runs.iter().map(|r| (r.run, r.typical_ns)).collect()
+    };
+    let ratios = cpu_rows::pair_log_ratios(&typical(base), &typical(post));
     if ratios.is_empty() {
         return None;
     }
@@ -332,28 +329,49 @@ fn paired_row(
     let post_side = Side::from_runs(&values(post), &se(post))?;
     let (limit, limit_kind) = limit_of(t);
     let judgement = verdict::judge_paired(&ratios, limit);
-    Some(TimingRow {
+    Some(uncorrected_row(
+        record,
+        &post.id,
+        metric_of(record),
+        (base_side, post_side),
+        limit_kind,
+        ratios,
+        judgement,
+    ))
+}
+
+/// A row compared as measured (no contention correction): the sides' centres are the values.
+pub(super) fn uncorrected_row(
+    record: &TargetRecord,
+    benchmark: &str,
+    metric: Metric,
+    (baseline_side, post_side): (Side, Side),
+    limit_kind: LimitKind,
+    pair_log_ratios: Vec<f64>,
+    judgement: verdict::Judgement,
+) -> TimingRow {
+    TimingRow {
         target: record.name.clone(),
-        benchmark: post.id.clone(),
+        benchmark: benchmark.to_owned(),
         category: record.category,
-        metric: metric_of(record),
-        baseline: base_side.center,
+        metric,
+        baseline: baseline_side.center,
         post: post_side.center,
-        baseline_raw: base_side.center,
+        baseline_raw: baseline_side.center,
         post_raw: post_side.center,
         contention_corrected: false,
         baseline_cpu_availability: None,
         post_cpu_availability: None,
         limit_kind,
-        baseline_side: base_side,
+        baseline_side,
         post_side,
-        pair_log_ratios: ratios,
+        pair_log_ratios,
         judgement,
-    })
+    }
 }
 
 /// A different host (when not allowed) leaves the numbers for information only.
-fn block(judgement: &mut verdict::Judgement, blocked: Option<&str>) {
+pub(super) fn block(judgement: &mut verdict::Judgement, blocked: Option<&str>) {
     if let Some(reason) = blocked {
         judgement.verdict = Verdict::Inconclusive;
         judgement.reason = reason.to_owned();
@@ -521,37 +539,7 @@ pub fn judge(base: &RunDir, post: &RunDir, opts: &Options) -> Result<Judged> {
         graphs: Vec::new(),
     };
     for p in &post.manifest.targets {
-        let Some(b) = base.target(&p.name) else {
-            out.lists
-                .only_in_post
-                .push(unmatched(&p.name, None, "target not in the baseline"));
-            continue;
-        };
-        if let Some(reason) = status_reason("baseline", b).or_else(|| status_reason("post run", p))
-        {
-            out.lists
-                .not_compared
-                .push(unmatched(&p.name, None, reason));
-            continue;
-        }
-        let t = thresholds_for(opts, p);
-        match p.kind {
-            Kind::Bench => bench_rows(base, post, p, t, &context, &mut out.lists),
-            // Test targets timed by the timing pass (CPU time per run) are judged like
-            // benchmarks; runs recorded before that by their profiles' sample counts.
-            Kind::Test if has_timings(base, post, &p.name) => {
-                bench_rows(base, post, p, t, &context, &mut out.lists)
-            }
-            Kind::Test => match test_row(base, post, b, p, t, context.blocked) {
-                Some(row) => out.lists.rows.push(row),
-                None => out.lists.not_compared.push(unmatched(
-                    &p.name,
-                    None,
-                    "no profile sample counts to compare (profiler samply or none)",
-                )),
-            },
-        }
-        compare_profiles(base, post, b, p, t, &mut out)?;
+        judge_target(base, post, p, opts, &context, &mut out)?;
     }
     for b in &base.manifest.targets {
         if post.target(&b.name).is_none() {
@@ -606,6 +594,48 @@ pub fn judge(base: &RunDir, post: &RunDir, opts: &Options) -> Result<Judged> {
     })
 }
 
+/// One target of the post run against the baseline: its timing rows (or why none), and its
+/// profiles side by side.
+fn judge_target(
+    base: &RunDir,
+    post: &RunDir,
+    p: &TargetRecord,
+    opts: &Options,
+    context: &RowContext<'_>,
+    out: &mut Collected,
+) -> Result<()> {
+    let Some(b) = base.target(&p.name) else {
+        out.lists
+            .only_in_post
+            .push(unmatched(&p.name, None, "target not in the baseline"));
+        return Ok(());
+    };
+    if let Some(reason) = status_reason("baseline", b).or_else(|| status_reason("post run", p)) {
+        out.lists
+            .not_compared
+            .push(unmatched(&p.name, None, reason));
+        return Ok(());
+    }
+    let t = thresholds_for(opts, p);
+    match p.kind {
+        Kind::Bench => bench_rows(base, post, p, t, context, &mut out.lists),
+        // Test targets timed by the timing pass (CPU time per run) are judged like
+        // benchmarks; runs recorded before that by their profiles' sample counts.
+        Kind::Test if has_timings(base, post, &p.name) => {
+            bench_rows(base, post, p, t, context, &mut out.lists)
+        }
+        Kind::Test => match test_row(base, post, b, p, t, context.blocked) {
+            Some(row) => out.lists.rows.push(row),
+            None => out.lists.not_compared.push(unmatched(
+                &p.name,
+                None,
+                "no profile sample counts to compare (profiler samply or none)",
+            )),
+        },
+    }
+    compare_profiles(base, post, b, p, t, out)
+}
+
 fn has_timings(base: &RunDir, post: &RunDir, name: &str) -> bool {
     [base, post]
         .iter()
@@ -637,14 +667,17 @@ fn bench_rows(
     };
     for bb in &tb.benchmarks {
         match tp.benchmarks.iter().find(|x| x.id == bb.id) {
-            Some(pb) => match bench_row(p, t, bb, pb, context) {
-                Some(row) => lists.rows.push(in_unit(row)),
-                None => lists.not_compared.push(unmatched(
-                    &p.name,
-                    Some(&bb.id),
-                    "no usable estimates (zero or missing)",
-                )),
-            },
+            Some(pb) => {
+                match bench_row(p, t, bb, pb, context) {
+                    Some(row) => lists.rows.push(in_unit(row)),
+                    None => lists.not_compared.push(unmatched(
+                        &p.name,
+                        Some(&bb.id),
+                        "no usable estimates (zero or missing)",
+                    )),
+                }
+                lists.rows.extend(cpu_rows::rows(p, t, bb, pb, context));
+            }
             None => lists.only_in_baseline.push(unmatched(
                 &p.name,
                 Some(&bb.id),
@@ -734,7 +767,7 @@ fn latency_signals(
     blocked: Option<&str>,
 ) -> Vec<Signal> {
     let mut signals = Vec::new();
-    for row in rows {
+    for row in rows.iter().filter(|r| r.metric == Metric::CriterionTime) {
         let Some(p) = post.target(&row.target) else {
             continue;
         };

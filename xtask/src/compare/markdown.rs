@@ -23,6 +23,15 @@ pub fn value(row: &TimingRow, v: f64) -> String {
     match row.metric {
         Metric::CriterionTime => ns(v),
         Metric::TestCpuTime => format!("{v:.2} s CPU"),
+        Metric::ServerCpu | Metric::ProgramCpu => ns(v),
+    }
+}
+
+/// The benchmark's name, with what a CPU row measures.
+pub fn benchmark(row: &TimingRow) -> String {
+    match row.metric.label() {
+        Some(label) => format!("{} ({label})", row.benchmark),
+        None => row.benchmark.clone(),
     }
 }
 
@@ -70,7 +79,12 @@ pub fn inconclusive_note(row: &TimingRow) -> String {
     let j = &row.judgement;
     let mut note = format!(
         "{} `{}`: {:+.1}% ({:+.1} … {:+.1}): {}",
-        row.target, row.benchmark, j.change_pct, j.low_pct, j.high_pct, j.reason
+        row.target,
+        benchmark(row),
+        j.change_pct,
+        j.low_pct,
+        j.high_pct,
+        j.reason
     );
     if let Some(needed) = &j.runs_needed {
         let _ = write!(note, "; {}", needed.describe());
@@ -107,7 +121,7 @@ pub fn timing_table(c: &Comparison) -> String {
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
             row.target,
-            code(&row.benchmark),
+            code(&benchmark(row)),
             value(row, row.baseline),
             value(row, row.post),
             change(row),
@@ -206,7 +220,10 @@ fn timings_section(out: &mut String, c: &Comparison) {
         "Median over the timing runs, post against baseline, with the 95% interval from the spread \
          between runs and criterion's confidence intervals. Where both runs recorded it, times are \
          corrected for waiting for a CPU (other work on the machine); *Raw change* is the uncorrected \
-         figure. Test targets compare the CPU time of their profiled run.\n\n",
+         figure. Test targets compare the CPU time of their profiled run. A benchmark that uses \
+         the database also compares where its iterations' time went, each against the benchmark's \
+         own limit: the server's CPU and the program's CPU per iteration over criterion's \
+         measurement (rows marked *server CPU* and *program CPU*).\n\n",
     );
     out.push_str(&timing_table(c));
     out.push('\n');

@@ -5,6 +5,7 @@
 //! last line printed says which and why.
 
 mod comparability;
+mod cpu_rows;
 mod graphs;
 mod html;
 mod judge;

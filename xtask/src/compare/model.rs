@@ -78,6 +78,21 @@ pub enum Metric {
     CriterionTime,
     /// CPU time of a test target's profiled run (samples / frequency), s.
     TestCpuTime,
+    /// The PostgreSQL server's CPU time per iteration in criterion's measurement, ns.
+    ServerCpu,
+    /// The bench process's CPU time per iteration (all its threads), ns.
+    ProgramCpu,
+}
+
+impl Metric {
+    /// What a row of this metric measures, where the benchmark's name alone does not say.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            Metric::CriterionTime | Metric::TestCpuTime => None,
+            Metric::ServerCpu => Some("server CPU"),
+            Metric::ProgramCpu => Some("program CPU"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -89,6 +89,7 @@ pub fn benchmark(id: &str, runs: &[(f64, Option<f64>)]) -> BenchmarkTimings {
                     threads: 1,
                     measurement_phase: true,
                 }),
+                cpu_split: None,
             })
             .collect(),
     }

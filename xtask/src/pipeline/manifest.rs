@@ -249,6 +249,10 @@ pub struct RunEstimates {
     /// before it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<RunUsage>,
+    /// One iteration's wall time split into the program's CPU, the server's CPU and
+    /// waiting, over criterion's measurement samples (benchmarks that need the database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_split: Option<super::cpu_split::CpuSplit>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

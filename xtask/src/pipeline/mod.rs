@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod counting;
+pub mod cpu_split;
 pub mod database;
 pub mod database_report;
 pub mod library_frames;

@@ -2,7 +2,8 @@
 //! several times, each run with its own `CRITERION_HOME` so runs never mix. Estimates are
 //! copied into the output directory and the spread across runs decides "noisy". With each
 //! benchmark's estimate goes its process's CPU time and waiting for a CPU during
-//! criterion's measurement of it (`schedstat`).
+//! criterion's measurement of it (`schedstat`), and, for a benchmark that needs the
+//! database, where each iteration's time went (`cpu_split`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
+use super::cpu_split::{self, CpuSplit};
 use super::manifest::{BenchmarkTimings, RunEstimates, TargetTimings, TimingRecord};
 use super::referee;
 use super::schedstat::{self, RunUsage};
@@ -58,6 +60,8 @@ pub fn baseline_name(label: &str, run: u32) -> String {
 pub struct RunResult {
     results: Vec<criterion::BenchResult>,
     usage: BTreeMap<String, RunUsage>,
+    /// Where each benchmark's iteration went: the program's CPU, the server's, waiting.
+    split: BTreeMap<String, CpuSplit>,
 }
 
 impl TimingPass<'_> {
@@ -85,7 +89,7 @@ impl TimingPass<'_> {
         // from a busier machine.
         let measured = schedstat::run(self.command(&prepared))
             .with_context(|| format!("running {}", self.exe.display()))?;
-        let results = self.collect(run, &prepared, &measured.output)?;
+        let (results, split) = self.collect(run, &prepared, &measured.output)?;
         // Each benchmark's contention over criterion's measurement of it, where its
         // progress lines show when that was; else over the whole run.
         let windows = criterion::measurement_windows(&measured.stderr_lines);
@@ -100,7 +104,11 @@ impl TimingPass<'_> {
                     .map(|u| (r.id.clone(), u))
             })
             .collect();
-        Ok(RunResult { results, usage })
+        Ok(RunResult {
+            results,
+            usage,
+            split,
+        })
     }
 
     /// Whether the executable takes turns with a partner when asked (its benchmarks run on
@@ -129,16 +137,18 @@ impl TimingPass<'_> {
             usize::from(other_first),
             sockets,
         )?;
-        let mine = self.collect(run, &mine, &a)?;
-        let theirs = other.collect(run, &theirs, &b)?;
+        let (mine, my_split) = self.collect(run, &mine, &a)?;
+        let (theirs, their_split) = other.collect(run, &theirs, &b)?;
         Ok((
             RunResult {
                 results: mine,
                 usage: BTreeMap::new(),
+                split: my_split,
             },
             RunResult {
                 results: theirs,
                 usage: BTreeMap::new(),
+                split: their_split,
             },
         ))
     }
@@ -160,19 +170,32 @@ impl TimingPass<'_> {
     fn command(&self, home: &Path) -> std::process::Command {
         let exe = self.exe;
         let args = self.args();
-        self.env
+        let command = self
+            .env
             .apply(cmd!(self.sh, "{exe} {args...}"))
-            .env("CRITERION_HOME", home)
-            .into()
+            .env("CRITERION_HOME", home);
+        // Where a benchmark's time goes is worth knowing where a server shares the work.
+        if self.target.needs_database {
+            command.env(cpu_split::SPLIT_ENV, "1").into()
+        } else {
+            command.into()
+        }
     }
 
-    /// Logs run `run`, checks it, and copies criterion's files out of its home.
+    /// Logs run `run`, checks it, copies criterion's files out of its home, and reads each
+    /// benchmark's CPU split from its stderr.
     fn collect(
         &self,
         run: u32,
         home: &Path,
         output: &std::process::Output,
-    ) -> Result<Vec<criterion::BenchResult>> {
+    ) -> Result<(Vec<criterion::BenchResult>, BTreeMap<String, CpuSplit>)> {
+        let split_stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let output = &std::process::Output {
+            status: output.status,
+            stdout: output.stdout.clone(),
+            stderr: cpu_split::without_samples(&output.stderr),
+        };
         let t = self.target;
         let log = self
             .out
@@ -216,7 +239,8 @@ impl TimingPass<'_> {
             }
         }
         copy_percentiles(home, &target_dir, &baseline_name)?;
-        Ok(results)
+        let split = cpu_split::read(&split_stderr, home, &results);
+        Ok((results, split))
     }
 }
 
@@ -227,6 +251,7 @@ pub fn summarise(
     target: &Target,
     per_run: &[Vec<criterion::BenchResult>],
     usages: &[BTreeMap<String, RunUsage>],
+    splits: &[BTreeMap<String, CpuSplit>],
 ) -> TargetTimings {
     let mut ids: Vec<&str> = per_run.iter().flatten().map(|r| r.id.as_str()).collect();
     ids.sort_unstable();
@@ -243,6 +268,7 @@ pub fn summarise(
                         typical_ns: r.estimates.typical().point_estimate,
                         estimates: r.estimates.clone(),
                         usage: usages.get(i).and_then(|u| u.get(id)).cloned(),
+                        cpu_split: splits.get(i).and_then(|u| u.get(id)).cloned(),
                     })
                 })
                 .collect();
@@ -392,6 +418,7 @@ impl TestTimingPass<'_> {
         Ok(RunResult {
             results: vec![result],
             usage: BTreeMap::from([(TEST_CPU_ID.to_owned(), usage)]),
+            split: BTreeMap::new(),
         })
     }
 }
@@ -404,9 +431,15 @@ fn finish(
     runs: Vec<RunResult>,
     duration_secs: f64,
 ) -> (TimingRecord, TargetTimings) {
-    let (per_run, usages): (Vec<_>, Vec<_>) =
-        runs.into_iter().map(|r| (r.results, r.usage)).unzip();
-    let timings = summarise(target, &per_run, &usages);
+    let mut per_run = Vec::new();
+    let mut usages = Vec::new();
+    let mut splits = Vec::new();
+    for r in runs {
+        per_run.push(r.results);
+        usages.push(r.usage);
+        splits.push(r.split);
+    }
+    let timings = summarise(target, &per_run, &usages, &splits);
     let mut command = vec![exe.display().to_string()];
     command.extend(args);
     let record = TimingRecord {
