@@ -126,6 +126,14 @@ pub struct RunArgs {
     /// Sampling frequency of the profiler, in Hz.
     #[arg(long, default_value_t = DEFAULT_SAMPLE_FREQUENCY)]
     pub frequency: u32,
+    /// Record no off-CPU profile (perf records the scheduler's switches with call stacks
+    /// next to its samples where it may: see docs/observability/profiling-workflow.md).
+    #[arg(long)]
+    pub no_off_cpu: bool,
+    /// Have perf sample only the program's threads (no `-a`), as it must without root: the
+    /// way samply records on Linux, so the two profilers can be compared like for like.
+    #[arg(long)]
+    pub perf_per_thread: bool,
 }
 
 #[derive(Debug, Args)]
@@ -273,6 +281,10 @@ pub struct ProfilerOverheadArgs {
     /// The slow-down the profiler may cost, in percent.
     #[arg(long, default_value_t = 5.0, value_name = "PERCENT")]
     pub limit: f64,
+    /// Measure perf as the profiling pass runs it with the off-CPU profile: the scheduler's
+    /// switches recorded with call stacks next to the samples.
+    #[arg(long)]
+    pub off_cpu: bool,
     /// What idle CPUs do while the benchmarks run: `poll` holds a 0 µs latency request
     /// (`/dev/cpu_dma_latency`, needs root) so a round trip does not wait for a halted CPU to
     /// wake; `system` leaves the machine's idle policy. Recorded in the manifest; a baseline

@@ -73,6 +73,8 @@ pub fn options(
         baseline_doc,
         keep_failed: run.keep_failed,
         frequency: run.frequency,
+        off_cpu: !run.no_off_cpu,
+        perf_per_thread: run.perf_per_thread,
         command_line: std::env::args().collect(),
         workspace: root.to_owned(),
         measured: None,

@@ -106,7 +106,10 @@ fn overhead(ws: &WorkspaceArgs, args: &ProfilerOverheadArgs) -> Result<Verdict> 
     if host::tool_version(&sh, "perf").is_none() {
         bail!("perf is not installed; run `cargo xtask install-tools`");
     }
-    let perf = profiler::PerfSetup::for_this_user();
+    let perf = profiler::PerfSetup::for_this_user(args.off_cpu);
+    if args.off_cpu && !perf.off_cpu {
+        bail!("--off-cpu needs root (or kernel.perf_event_paranoid -1) to record the scheduler's switches of the whole machine");
+    }
     pipeline::probe_perf(&sh, &perf)?;
 
     let metadata = workspace::metadata(&sh, &root)?;

@@ -736,6 +736,28 @@ fn compare_profiles(
     };
     let (cb, cp) = (parse(&fb, base)?, parse(&fp, post)?);
     out.signals.extend(profiles::signals(&p.name, &cb, &cp, t));
+    let mut notes = Vec::new();
+    match (base.offcpu_folded(b)?, post.offcpu_folded(p)?) {
+        (Some((fb, wb)), Some((fp, wp))) => {
+            let parse = |text: &str, wall: f64, run: &RunDir| {
+                profiles::Blocked::parse(text, wall).with_context(|| {
+                    format!(
+                        "the off-CPU stacks of `{}` in {} are damaged",
+                        p.name,
+                        run.dir.display()
+                    )
+                })
+            };
+            let (ob, op) = (parse(&fb, wb, base)?, parse(&fp, wp, post)?);
+            out.signals
+                .push(profiles::lock_wait_growth(&p.name, &ob, &op));
+        }
+        (None, None) => {}
+        (ob, _) => notes.push(format!(
+            "blocked time not compared: no off-CPU profile in the {}",
+            if ob.is_some() { "post run" } else { "baseline" }
+        )),
+    }
     out.profiles.push(ProfileComparison {
         target: p.name.clone(),
         baseline_samples: cb.samples,
@@ -743,7 +765,7 @@ fn compare_profiles(
         movers: profiles::movers(&cb, &cp, profiles::MOVERS),
         shares: shares(&fb, &fp, t.hot_path_pct)?,
         files: ProfileFiles::default(),
-        notes: Vec::new(),
+        notes,
     });
     out.graphs.push(GraphJob {
         target: p.name.clone(),

@@ -87,7 +87,11 @@ impl Group {
 /// Sample counts of one profile.
 #[derive(Debug, Default)]
 pub struct Counts {
+    /// All the profile's weight: samples, or microseconds blocked in an off-CPU profile.
     pub samples: u64,
+    /// Weight of the stacks waiting in a lock or other synchronization, by the program's
+    /// function that waited (kernel and library frames charged to it).
+    pub lock_waiters: HashMap<String, u64>,
     /// Function → (self samples, total samples; recursion counted once).
     pub functions: HashMap<String, (u64, u64)>,
     /// Samples with a frame of the group on the stack.
@@ -110,6 +114,9 @@ impl Counts {
             counts.samples += stack.count;
             if let Some(leaf) = stack.self_frame() {
                 counts.functions.entry(leaf.to_owned()).or_default().0 += stack.count;
+                if stack.frames.iter().any(|f| Group::Locks.matches(f)) {
+                    *counts.lock_waiters.entry(leaf.to_owned()).or_default() += stack.count;
+                }
             }
             let mut seen = HashSet::new();
             for frame in &stack.frames {
@@ -275,6 +282,8 @@ pub enum SignalKind {
     NewHotPath,
     AllocationGrowth,
     LockGrowth,
+    /// The share of blocked time spent waiting in locks and synchronization grew.
+    LockWaitGrowth,
     MessagePassing,
     /// More statements per iteration than the baseline.
     MoreStatements,
@@ -287,6 +296,7 @@ impl SignalKind {
             SignalKind::NewHotPath => "new hot path",
             SignalKind::AllocationGrowth => "allocation/cloning share grown",
             SignalKind::LockGrowth => "lock/synchronization share grown",
+            SignalKind::LockWaitGrowth => "time blocked on locks/synchronization grown",
             SignalKind::MessagePassing => "message passing above its limit",
             SignalKind::MoreStatements => "more statements per iteration",
         }
@@ -455,6 +465,101 @@ fn group_growth(
     }
 }
 
+/// A function's waits in locks count once they take this share of the profile's wall time
+/// (summed over its threads): 10 ms per second.
+pub const MIN_LOCK_WAIT_PCT: f64 = 1.0;
+
+/// An off-CPU profile: where the program's threads blocked, in microseconds, during a
+/// profile of `wall_secs`.
+#[derive(Debug)]
+pub struct Blocked {
+    pub counts: Counts,
+    pub wall_secs: f64,
+}
+
+impl Blocked {
+    pub fn parse(folded: &str, wall_secs: f64) -> Result<Blocked> {
+        Ok(Blocked {
+            counts: Counts::parse(folded)?,
+            wall_secs,
+        })
+    }
+
+    /// Microseconds as a share of the profile's wall time.
+    fn of_wall(&self, us: u64) -> f64 {
+        if self.wall_secs > 0.0 {
+            us as f64 / (self.wall_secs * 1e4)
+        } else {
+            0.0
+        }
+    }
+
+    /// How long `function`'s threads waited in a lock, as a share of the wall time.
+    fn lock_wait_pct(&self, function: &str) -> f64 {
+        self.of_wall(self.counts.lock_waiters.get(function).copied().unwrap_or(0))
+    }
+}
+
+/// The lock signal judged on off-CPU time: the program's functions that wait in a lock (or
+/// another futex wait) for longer than before, as a share of the profile's wall time. Idle
+/// workers park on futexes all the time, so shares of all blocked time would hide a new
+/// lock under them; time per second of profile does not. A lock that makes threads wait
+/// costs little CPU, so the on-CPU signal alone misses it.
+pub fn lock_wait_growth(target: &str, before: &Blocked, after: &Blocked) -> Signal {
+    let mut evidence: Vec<Evidence> = after
+        .counts
+        .lock_waiters
+        .keys()
+        .filter_map(|f| {
+            let (fb, fa) = (before.lock_wait_pct(f), after.lock_wait_pct(f));
+            let needed = MIN_GROWTH_PTS.max(MIN_GROWTH_RELATIVE * fb);
+            (fa >= MIN_LOCK_WAIT_PCT && fa - fb >= needed).then(|| Evidence {
+                name: f.clone(),
+                before_pct: fb,
+                after_pct: fa,
+                note: Some("waiting in a lock, share of the profile's wall time".to_owned()),
+            })
+        })
+        .collect();
+    evidence.sort_by(|x, y| {
+        (y.after_pct - y.before_pct)
+            .total_cmp(&(x.after_pct - x.before_pct))
+            .then(x.name.cmp(&y.name))
+    });
+    evidence.truncate(5);
+    let total = |b: &Blocked| b.of_wall(b.counts.lock_waiters.values().sum());
+    let (b, a) = (total(before), total(after));
+    let fired = !evidence.is_empty();
+    let summary = if fired {
+        format!(
+            "threads waited longer in locks: {} (share of the profile's wall time)",
+            describe(&evidence)
+        )
+    } else {
+        format!(
+            "no function waits in a lock {MIN_LOCK_WAIT_PCT:.0}% of the wall time more than before (all waits {b:.0}% → {a:.0}%, idle workers' parking included)"
+        )
+    };
+    let mut all = vec![Evidence {
+        name: Group::Locks.label().to_owned(),
+        before_pct: b,
+        after_pct: a,
+        note: Some(
+            "all waits in locks and futexes, idle parking included, share of wall time summed over threads"
+                .to_owned(),
+        ),
+    }];
+    all.extend(evidence);
+    Signal {
+        kind: SignalKind::LockWaitGrowth,
+        target: target.to_owned(),
+        benchmark: None,
+        fired,
+        summary,
+        evidence: all,
+    }
+}
+
 fn message_passing(target: &str, before: &Counts, after: &Counts, t: &Thresholds) -> Signal {
     let group = Group::MessagePassing;
     let (b, a) = (before.group_pct(group), after.group_pct(group));
@@ -615,6 +720,42 @@ mod tests {
             .expect("the clone is evidence");
         assert_eq!(clone.note.as_deref(), Some("called mostly from `work`"));
         assert!(!find(&s, SignalKind::LockGrowth).fired);
+    }
+
+    #[test]
+    fn a_new_lock_wait_fires_on_blocked_time_and_an_unchanged_profile_does_not() {
+        // µs blocked by stack over 10 s profiles: idle parking as before (92 % of the wall
+        // time), plus 120 ms of waiting in a lock under `app::create` (1.2 %).
+        let idle = "p;main;tokio::park;syscall_[lib];futex_wait_[k] 9200000\np;main;epoll_wait_[lib] 4000000\n";
+        let before = Blocked::parse(idle, 10.0).unwrap();
+        let after = Blocked::parse(
+            &format!("{idle}p;worker;app::create;syscall_[lib];futex_wait_[k] 120000\n"),
+            10.0,
+        )
+        .unwrap();
+        let fired = lock_wait_growth("t", &before, &after);
+        assert!(fired.fired, "{fired:?}");
+        let e = fired
+            .evidence
+            .iter()
+            .find(|e| e.name == "app::create")
+            .expect("named");
+        assert!((e.after_pct - 1.2).abs() < 1e-9, "{e:?}");
+        assert!(!lock_wait_growth("t", &before, &before).fired);
+        // idle parking a third longer (more idle threads) is not a new lock
+        let busier_idle = Blocked::parse(
+            "p;main;tokio::park;syscall_[lib];futex_wait_[k] 12000000\n",
+            10.0,
+        )
+        .unwrap();
+        assert!(!lock_wait_growth("t", &before, &busier_idle).fired);
+        // waits under 1 % of the wall time are left alone
+        let small = Blocked::parse(
+            &format!("{idle}p;worker;app::create;syscall_[lib];futex_wait_[k] 90000\n"),
+            10.0,
+        )
+        .unwrap();
+        assert!(!lock_wait_growth("t", &before, &small).fired);
     }
 
     #[test]

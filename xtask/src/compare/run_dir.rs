@@ -124,6 +124,29 @@ impl RunDir {
         Ok(Some(text))
     }
 
+    /// The off-CPU folded stacks of a target and the profile's wall time, when its profile
+    /// has them; a listed file missing is an error, as for [`RunDir::folded`].
+    pub fn offcpu_folded(&self, target: &TargetRecord) -> Result<Option<(String, f64)>> {
+        let Some((profile, off)) = target
+            .profile
+            .as_ref()
+            .and_then(|p| Some((p, p.offcpu.as_ref()?)))
+        else {
+            return Ok(None);
+        };
+        let path = self.dir.join(&off.folded);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (listed in {} of the {}); {}",
+                path.display(),
+                MANIFEST_FILE,
+                self.role.name(),
+                self.role.remedy()
+            )
+        })?;
+        Ok(Some((text, profile.duration_secs)))
+    }
+
     /// A file of the run named by a path relative to its directory, if it exists.
     pub fn file(&self, rel: Option<&String>) -> Option<PathBuf> {
         rel.map(|r| self.dir.join(r)).filter(|p| p.is_file())

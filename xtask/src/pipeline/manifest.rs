@@ -188,6 +188,25 @@ pub struct ProfileRecord {
     /// PostgreSQL's processes in the same whole-machine recording, folded on their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerProfile>,
+    /// Where the program's threads blocked, from the scheduler's switches in the same
+    /// recording (perf, whole machine, root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offcpu: Option<OffCpuProfile>,
+}
+
+/// The program's off-CPU time: each blocking switch-out's stack weighed by how long its
+/// thread stayed off a CPU, in microseconds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OffCpuProfile {
+    /// Paths relative to the output directory.
+    pub folded: String,
+    pub flamegraph: Option<String>,
+    /// Blocking switch-outs that were switched back in while recorded.
+    pub switches: u64,
+    pub blocked_secs: f64,
+    /// The program's functions where the most time was spent blocked (kernel and library
+    /// frames charged to their callers), as shares of all blocked time.
+    pub top_self: Vec<TopFunction>,
 }
 
 /// The database server's side of a whole-machine profile.

@@ -9,6 +9,8 @@ pub mod database;
 pub mod database_report;
 pub mod library_frames;
 pub mod manifest;
+pub mod offcpu;
+mod offcpu_report;
 pub mod outdir;
 pub mod profiler;
 mod progress;
@@ -70,6 +72,10 @@ pub struct Options {
     pub baseline_doc: Option<PathBuf>,
     pub keep_failed: bool,
     pub frequency: u32,
+    /// Record the off-CPU profile where perf may (`--no-off-cpu` turns it off).
+    pub off_cpu: bool,
+    /// perf samples the program's threads only (`--perf-per-thread`).
+    pub perf_per_thread: bool,
     pub command_line: Vec<String>,
 }
 
@@ -138,10 +144,15 @@ fn write_log(path: &Path, command: &str, output: &std::process::Output) -> Resul
     RunEnv::empty().log(path, command, output)
 }
 
-/// The last `n` lines of a command's output, for error messages.
+/// `n` lines of a failed command's output for its error message: from the first panic on
+/// (its message, then the top of its backtrace), or else the last `n`.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("thread '") && l.contains(" panicked at "))
+        .unwrap_or(lines.len().saturating_sub(n));
+    lines[start..lines.len().min(start + n)].join("\n")
 }
 
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
@@ -166,7 +177,7 @@ fn preflight(sh: &Shell, opts: &Options, plan: &Plan, targets: &[Target]) -> Res
     check_prerequisites(&metadata, targets)?;
     note_revision(sh, opts);
     let toolchain = host::toolchain(sh)?;
-    let (tools, perf) = check_profiler(sh, opts.profiler)?;
+    let (tools, perf) = check_profiler(sh, opts)?;
     let interference = check_interference(opts)?;
     Ok(Preflight {
         toolchain,
@@ -264,7 +275,7 @@ fn note_revision(sh: &Shell, opts: &Options) {
 /// The profilers' versions, and the chosen one checked: installed, and allowed to record.
 fn check_profiler(
     sh: &Shell,
-    profiler: ProfilerChoice,
+    opts: &Options,
 ) -> Result<(BTreeMap<String, String>, profiler::PerfSetup)> {
     let mut tools = BTreeMap::new();
     for tool in ["perf", "samply"] {
@@ -276,11 +287,19 @@ fn check_profiler(
         "inferno".to_owned(),
         "0.12 (library, linked into xtask)".to_owned(),
     );
-    let perf = profiler::PerfSetup::for_this_user();
-    match profiler {
+    let mut perf = profiler::PerfSetup::for_this_user(opts.off_cpu);
+    if opts.perf_per_thread {
+        perf.system_wide = false;
+        perf.off_cpu = false;
+    }
+    match opts.profiler {
         ProfilerChoice::Perf => {
             if !tools.contains_key("perf") {
                 bail!("perf is not installed; run `cargo xtask install-tools` (or pass --profiler none to skip profiling)");
+            }
+            if perf.off_cpu && probe_perf(sh, &perf).is_err() {
+                eprintln!("note: perf cannot record the scheduler's switches here (`{}`); no off-CPU profiles this run", offcpu::SWITCH_EVENT);
+                perf.off_cpu = false;
             }
             probe_perf(sh, &perf)?;
         }
@@ -1120,4 +1139,24 @@ fn write_baseline_doc(opts: &Options, finished: &side::Finished) -> Result<()> {
     .with_context(|| format!("writing {}", doc.display()))?;
     eprintln!("wrote {}", doc.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failures_excerpt_starts_at_its_panic() {
+        let mut text =
+            String::from("compiling\nthread 'main' (21732) panicked at src/a.rs:1:1:\nno task\n");
+        text.push_str(&"  frame\n".repeat(40));
+        let excerpt = tail(&text, 5);
+        assert!(
+            excerpt.starts_with("thread 'main' (21732) panicked at"),
+            "{excerpt}"
+        );
+        assert!(excerpt.contains("no task"));
+        assert_eq!(excerpt.lines().count(), 5);
+        assert_eq!(tail("a\nb\nc", 2), "b\nc");
+    }
 }

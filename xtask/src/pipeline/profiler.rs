@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -23,8 +23,8 @@ use anyhow::{bail, Context, Result};
 use inferno::collapse::Collapse;
 use xshell::{cmd, Shell};
 
-use super::manifest::{ProfileRecord, ServerProfile, TopFunction};
-use super::{samply_fold, RunEnv};
+use super::manifest::{OffCpuProfile, ProfileRecord, ServerProfile, TopFunction};
+use super::{offcpu, samply_fold, RunEnv};
 use crate::plan::{Kind, Target};
 use crate::profiler_choice::ProfilerChoice;
 
@@ -141,14 +141,23 @@ impl ProfilePass<'_> {
             samples: None,
             top_self: None,
             server: None,
+            offcpu: None,
         };
+        let logs = self.out.join("logs").join(&t.name);
         let folded = match self.profiler {
             ProfilerChoice::Samply => samply_fold::fold(&dir.join(SAMPLY_PROFILE))?,
-            _ => fold_perf(
-                &dir.join("perf.data"),
-                &self.out.join("logs").join(&t.name).join("perf-script.log"),
-                self.perf.system_wide,
-            )?,
+            _ => {
+                let raw = dir.join("perf.data");
+                let (folded, pids) = fold_perf(&raw, &logs.join("perf-script.log"), self.perf)?;
+                if let (true, Some(mut program)) = (self.perf.off_cpu, pids) {
+                    if t.kind == Kind::Test {
+                        // The repeat loop's shell waits for the test the whole time.
+                        program.pids.remove(&program.root);
+                    }
+                    record.offcpu = self.offcpu_profile(&dir, &raw, &program.pids)?;
+                }
+                folded
+            }
         };
         std::fs::write(dir.join("folded.txt"), &folded).context("writing folded stacks")?;
         record.folded = Some(format!("profiles/{}/folded.txt", t.name));
@@ -193,6 +202,7 @@ impl ProfilePass<'_> {
             &dir.join("perf.data"),
             &log,
             &["--comm".to_owned(), SERVER_COMMAND.to_owned()],
+            self.perf.off_cpu,
         )?;
         let samples = sample_count(&folded);
         if samples == 0 {
@@ -226,6 +236,61 @@ impl ProfilePass<'_> {
     }
 }
 
+/// The sampling event as inferno's folder names it (`cpu-clock` and `cpu-clock:u` alike).
+const SAMPLING_EVENT: &str = "cpu-clock";
+
+impl ProfilePass<'_> {
+    /// Where the program's threads blocked: folded, drawn and ranked next to the on-CPU
+    /// profile. `None` when no thread of the program blocked and woke while recorded.
+    fn offcpu_profile(
+        &self,
+        dir: &Path,
+        raw: &Path,
+        pids: &BTreeSet<u32>,
+    ) -> Result<Option<OffCpuProfile>> {
+        let t = self.target;
+        let log = self
+            .out
+            .join("logs")
+            .join(&t.name)
+            .join("perf-script-offcpu.log");
+        let off = offcpu::fold(raw, pids, &log)?;
+        if off.switches == 0 {
+            return Ok(None);
+        }
+        std::fs::write(dir.join("offcpu-folded.txt"), &off.folded)
+            .context("writing the off-CPU folded stacks")?;
+        let svg = dir.join("offcpu-flamegraph.svg");
+        let mut options = flamegraph_options(&format!("Off-CPU time of {}", self.title));
+        options.count_name = "µs blocked".to_owned();
+        options.colors =
+            inferno::flamegraph::Palette::Basic(inferno::flamegraph::color::BasicPalette::Blue);
+        render_with(&off.folded, &svg, options)?;
+        let analysis = crate::analysis::analyse(
+            &off.folded,
+            crate::analysis::Options {
+                hot_path_pct: t.thresholds.hot_path_pct,
+                first_frame_is_process: true,
+            },
+        )?;
+        Ok(Some(OffCpuProfile {
+            folded: format!("profiles/{}/offcpu-folded.txt", t.name),
+            flamegraph: Some(format!("profiles/{}/offcpu-flamegraph.svg", t.name)),
+            switches: off.switches,
+            blocked_secs: off.blocked_us as f64 / 1e6,
+            top_self: analysis
+                .top_self
+                .iter()
+                .take(SERVER_TOP)
+                .map(|f| TopFunction {
+                    function: f.function.clone(),
+                    self_pct: f.self_pct,
+                })
+                .collect(),
+        }))
+    }
+}
+
 /// The command name of PostgreSQL's processes (postmaster, backends, background workers).
 const SERVER_COMMAND: &str = "postgres";
 
@@ -245,13 +310,19 @@ pub struct PerfSetup {
     /// Whole-machine sampling (`-a`), filtered to the program when folding; see the module
     /// header for why. Needs root or `kernel.perf_event_paranoid` 0 or lower.
     pub system_wide: bool,
+    /// The scheduler's switches recorded too, with call stacks, for the off-CPU profile
+    /// ([`super::offcpu`]). Needs whole-machine recording and the tracepoint: root, or
+    /// `kernel.perf_event_paranoid` -1.
+    pub off_cpu: bool,
 }
 
 impl PerfSetup {
-    pub fn for_this_user() -> PerfSetup {
+    /// What this user may record; `off_cpu` when asked for and allowed.
+    pub fn for_this_user(off_cpu: bool) -> PerfSetup {
         let is_root = crate::probe::is_root();
         let paranoid = crate::probe::readings().perf_event_paranoid;
         PerfSetup {
+            off_cpu: off_cpu && (is_root || paranoid.is_some_and(|p| p <= -1)),
             // Kernel samples are off-limits to a normal user at level 2; ask for user space.
             event: if !is_root && paranoid.is_some_and(|p| p >= 2) {
                 "cpu-clock:u".to_owned()
@@ -265,32 +336,47 @@ impl PerfSetup {
 
 /// `perf record`'s arguments up to the command it runs: call stacks by frame pointer, at
 /// `frequency` Hz. `profiler-overhead` attaches perf with these very arguments.
+///
+/// With the off-CPU profile, every switch is recorded (`-c 1`, which a tracepoint needs:
+/// `-F` would sample them too) while the sampling event keeps its frequency as its own term,
+/// named as without, so the folding finds it by the same name.
 pub fn perf_record_args(perf: &PerfSetup, frequency: u32, output: &Path) -> Vec<String> {
     let mut args = vec!["record".to_owned()];
     if perf.system_wide {
         args.push("-a".into());
     }
-    args.extend([
-        "-e".into(),
-        perf.event.clone(),
-        "-F".into(),
-        frequency.to_string(),
-        "-g".into(),
-        "-o".into(),
-        output.display().to_string(),
-    ]);
+    if perf.off_cpu {
+        args.extend([
+            "-c".into(),
+            "1".into(),
+            "-e".into(),
+            format!("{}/freq={frequency},name={}/", perf.event, perf.event),
+            "-e".into(),
+            super::offcpu::SWITCH_EVENT.into(),
+        ]);
+    } else {
+        args.extend([
+            "-e".into(),
+            perf.event.clone(),
+            "-F".into(),
+            frequency.to_string(),
+        ]);
+    }
+    args.extend(["-g".into(), "-o".into(), output.display().to_string()]);
     args
 }
 
 /// The processes of the program perf ran, from the task events in its recording: the child
 /// perf forked (named `perf-exec` until it executes the program) and everything that child
 /// and its descendants forked. `None` when the recording names no such child.
-fn program_pids(task_events: &str) -> Option<BTreeSet<u32>> {
+fn program_pids(task_events: &str) -> Option<Program> {
     let mut pids = BTreeSet::new();
+    let mut root = None;
     for line in task_events.lines() {
         if let Some(rest) = line.split("PERF_RECORD_COMM: perf-exec:").nth(1) {
             if let Some(pid) = rest.split('/').next().and_then(|p| p.trim().parse().ok()) {
                 pids.insert(pid);
+                root.get_or_insert(pid);
             }
         } else if let Some(rest) = line.split("PERF_RECORD_FORK(").nth(1) {
             // PERF_RECORD_FORK(child_pid:child_tid):(parent_pid:parent_tid)
@@ -306,7 +392,16 @@ fn program_pids(task_events: &str) -> Option<BTreeSet<u32>> {
             }
         }
     }
-    (!pids.is_empty()).then_some(pids)
+    root.map(|root| Program { root, pids })
+}
+
+/// The processes of the profiled program.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Program {
+    /// The process perf started: the test executable's repeat loop, or the bench itself.
+    pub root: u32,
+    /// It and all its descendants.
+    pub pids: BTreeSet<u32>,
 }
 
 /// The task events of a recording (`perf script --show-task-events`), in time order.
@@ -369,11 +464,13 @@ fn repetitions(stderr: &str) -> Option<u32> {
 /// each sample's pid (no symbols, so it is cheap), and the second resolves symbols for the
 /// program's samples alone (`--pid`). One pass filtering as it streams would have perf
 /// symbolise every process of a whole-machine recording, PostgreSQL's included, first.
-pub fn fold_perf(raw: &Path, log: &Path, system_wide: bool) -> Result<String> {
+///
+/// Returns the folded stacks and the program's processes, when the recording names them.
+pub fn fold_perf(raw: &Path, log: &Path, perf: &PerfSetup) -> Result<(String, Option<Program>)> {
     let pids = program_pids(&task_events(raw, &log.with_extension("tasks.log"))?);
     // A whole-machine recording folded unfiltered would pass every process on the machine
     // off as the program's profile.
-    if system_wide && pids.is_none() {
+    if perf.system_wide && pids.is_none() {
         bail!(
             "the whole-machine recording {} names no process perf started (no `perf-exec` task event), \
              so the program's samples cannot be told from the rest of the machine; \
@@ -383,26 +480,41 @@ pub fn fold_perf(raw: &Path, log: &Path, system_wide: bool) -> Result<String> {
         );
     }
     let selection = match &pids {
-        Some(pids) => {
-            let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+        Some(program) => {
+            let list: Vec<String> = program.pids.iter().map(u32::to_string).collect();
             vec!["--pid".to_owned(), list.join(",")]
         }
         None => Vec::new(),
     };
-    fold_selection(raw, log, &selection)
+    Ok((fold_selection(raw, log, &selection, perf.off_cpu)?, pids))
 }
 
 /// `perf script` of the samples `selection` picks (`--pid …`, `--comm …`, or all), folded.
-fn fold_selection(raw: &Path, log: &Path, selection: &[String]) -> Result<String> {
+///
+/// With `switches` (the recording holds the scheduler's switches too) perf prints the samples
+/// alone: symbolising every switch's stack, only for the folder to drop it, would take most
+/// of the time on a whole-machine recording.
+fn fold_selection(raw: &Path, log: &Path, selection: &[String], switches: bool) -> Result<String> {
     let stderr = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    // Without the `period` field inferno counts one per sample instead of summing periods,
+    // so the folded counts are samples.
+    const FIELDS: &str = "comm,pid,tid,time,event,ip,sym,dso";
+    let fields = if switches {
+        vec![
+            "-F".to_owned(),
+            "trace:".to_owned(),
+            "-F".to_owned(),
+            format!("sw:{FIELDS}"),
+        ]
+    } else {
+        vec!["-F".to_owned(), FIELDS.to_owned()]
+    };
     let mut command = Command::new("perf");
     command.arg("script").arg("-i").arg(raw).args(selection);
     let mut child = command
         // Inline expansion runs addr2line per frame: minutes on big profiles, little gain.
         .arg("--no-inline")
-        // Without the `period` field inferno counts one per sample instead of summing periods,
-        // so the folded counts are samples.
-        .args(["-F", "comm,pid,tid,time,event,ip,sym,dso"])
+        .args(fields)
         .stdout(Stdio::piped())
         .stderr(Stdio::from(stderr))
         .spawn()
@@ -416,6 +528,8 @@ fn fold_selection(raw: &Path, log: &Path, selection: &[String]) -> Result<String
     // charges their time to the program's code that called them.
     let mut options = inferno::collapse::perf::Options::default();
     options.annotate_kernel = true;
+    // The sampling event only: a recording with the scheduler's switches holds those too.
+    options.event_filter = Some(SAMPLING_EVENT.to_owned());
     let mut folder = inferno::collapse::perf::Folder::from(options);
     let collapsed = folder.collapse(
         super::library_frames::Marked::new(BufReader::new(stdout)),
@@ -433,10 +547,22 @@ fn fold_selection(raw: &Path, log: &Path, selection: &[String]) -> Result<String
     String::from_utf8(folded).context("folded stacks are not UTF-8")
 }
 
-pub fn render_flamegraph(folded: &str, svg: &PathBuf, title: &str) -> Result<()> {
+pub fn render_flamegraph(folded: &str, svg: &Path, title: &str) -> Result<()> {
+    render_with(folded, svg, flamegraph_options(title))
+}
+
+fn flamegraph_options(title: &str) -> inferno::flamegraph::Options<'static> {
     let mut options = inferno::flamegraph::Options::default();
     options.title = title.to_owned();
     options.count_name = "samples".to_owned();
+    options
+}
+
+fn render_with(
+    folded: &str,
+    svg: &Path,
+    mut options: inferno::flamegraph::Options<'_>,
+) -> Result<()> {
     let file = File::create(svg).with_context(|| format!("creating {}", svg.display()))?;
     inferno::flamegraph::from_lines(&mut options, folded.lines(), BufWriter::new(file))
         .with_context(|| format!("rendering {}", svg.display()))
@@ -502,8 +628,12 @@ mod tests {
             sshd   900/900    PERF_RECORD_FORK(18214:18214):(900:900)
             bash 18210/18210 PERF_RECORD_FORK(18213:18213):(18210:18210)
 ";
-        let pids = program_pids(events).expect("the program");
-        assert_eq!(pids.into_iter().collect::<Vec<_>>(), [18210, 18212, 18213]);
+        let program = program_pids(events).expect("the program");
+        assert_eq!(program.root, 18210);
+        assert_eq!(
+            program.pids.into_iter().collect::<Vec<_>>(),
+            [18210, 18212, 18213]
+        );
         assert_eq!(program_pids("nothing here"), None);
     }
 
@@ -537,13 +667,19 @@ mod tests {
         assert!(interrupted.success() && raw.exists(), "{recorded:?}");
 
         let log = dir.join("script.log");
-        let err = fold_perf(&raw, &log, true).unwrap_err();
+        let mut perf = PerfSetup {
+            event: "cpu-clock".into(),
+            system_wide: true,
+            off_cpu: false,
+        };
+        let err = fold_perf(&raw, &log, &perf).unwrap_err();
         assert!(
             format!("{err:#}").contains("names no process perf started"),
             "{err:#}"
         );
         // per-thread recordings hold only the program: folded as they are
-        let folded = fold_perf(&raw, &log, false).expect("per-thread folding");
+        perf.system_wide = false;
+        let (folded, _) = fold_perf(&raw, &log, &perf).expect("per-thread folding");
         assert!(folded.lines().any(|l| l.starts_with("sh;")), "{folded}");
         std::fs::remove_dir_all(&dir).ok();
     }
@@ -554,6 +690,7 @@ mod tests {
         let mut perf = PerfSetup {
             event: "cpu-clock".into(),
             system_wide: true,
+            off_cpu: false,
         };
         let args = perf_record_args(&perf, 249, out);
         assert_eq!(
@@ -570,6 +707,13 @@ mod tests {
                 "/tmp/p.data"
             ]
         );
+        perf.off_cpu = true;
+        let args = perf_record_args(&perf, 249, out).join(" ");
+        assert_eq!(
+            args,
+            "record -a -c 1 -e cpu-clock/freq=249,name=cpu-clock/ -e sched:sched_switch -g -o /tmp/p.data"
+        );
+        perf.off_cpu = false;
         perf.system_wide = false;
         assert!(!perf_record_args(&perf, 249, out).contains(&"-a".to_owned()));
     }

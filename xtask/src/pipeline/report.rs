@@ -230,6 +230,7 @@ pub fn summary(
         }
         analysis_section(&mut out, &t.analysis, m.options.sample_frequency_hz);
     }
+    super::offcpu_report::section(&mut out, m);
     super::database_report::section(&mut out, database, m);
     out
 }
@@ -287,6 +288,7 @@ pub fn baseline_doc(
     );
     header(&mut out, m);
     hot_paths(&mut out, analyses);
+    super::offcpu_report::section(&mut out, m);
     super::database_report::section(&mut out, database, m);
     lifecycle_shares(&mut out, analyses);
     expected_ranges(&mut out, m, timings);
