@@ -22,19 +22,20 @@
 //! Run: `cargo bench --package tasker-client --features benchmarks task_initialization`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, Criterion};
+use criterion::Criterion;
 use serde_json::json;
-use tasker_client::{CreateTaskRequest, TaskerClient};
+use tasker_client::CreateTaskRequest;
 use tasker_orchestration::api::{serve, ApiState};
 use tasker_orchestration::orchestration::lifecycle::task_initializer::TaskInitializer;
-use tasker_shared::bench_support::{
-    counted, criterion_config, delete_tasks, fixture_template, register, runtime, server_context,
-    teardown, timed, BenchArgs, BenchDatabase, BenchMode, LatencyLog, DIAMOND, LINEAR,
+use tasker_shared::error::display_chain;
+use tasker_test_support::{
+    bench_main, counted, criterion_config, delete_tasks, fixture_template, register, runtime,
+    server_context, timed, BenchArgs, BenchDatabase, BenchMode, LatencyLog, LoopbackApi, DIAMOND,
+    LINEAR,
 };
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 /// The de-duplication window of the `linear` and `diamond` cases: identical requests within it
@@ -44,45 +45,28 @@ const DEDUP_WINDOW: Duration = Duration::from_secs(60);
 static LOG: LatencyLog = LatencyLog::new();
 static REQUEST: AtomicU64 = AtomicU64::new(0);
 
-/// One server and a client for it.
-struct Server {
-    client: TaskerClient,
-    stop: Mutex<Option<oneshot::Sender<()>>>,
-    task: Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
-}
-
 struct Fixture {
     db: BenchDatabase,
-    with_dedup: Server,
-    without_dedup: Server,
+    with_dedup: LoopbackApi,
+    without_dedup: LoopbackApi,
 }
 
 static FIXTURE: OnceLock<Fixture> = OnceLock::new();
 
-async fn start_server(db: &BenchDatabase, dedup_window: Duration) -> Server {
+async fn start_server(db: &BenchDatabase, dedup_window: Duration) -> LoopbackApi {
     let state = ApiState::new(
         db.pool.clone(),
         TaskInitializer::new(db.pool.clone(), dedup_window),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let api = LoopbackApi::start(|listener, shutdown| serve(listener, state, shutdown))
         .await
-        .expect("binding an ephemeral port on 127.0.0.1");
-    let address = listener.local_addr().expect("local address");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    let client = TaskerClient::new(&format!("http://{address}")).expect("client");
+        .expect("starting the API on 127.0.0.1");
     // the first request opens the keep-alive connection; the benchmark measures the rest
-    client
+    api.client
         .health()
         .await
         .expect("the API answers its health check");
-    Server {
-        client,
-        stop: Mutex::new(Some(stop)),
-        task: Mutex::new(Some(task)),
-    }
+    api
 }
 
 fn fixture() -> &'static Fixture {
@@ -151,37 +135,24 @@ fn bench_task_initialization(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    criterion_config(Duration::from_secs(3), 30)
-}
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = bench_task_initialization
-}
-
 fn main() {
     let args = BenchArgs::from_env();
-    benches();
-    if let Some(fx) = FIXTURE.get() {
-        if args.mode == BenchMode::Benchmark {
-            let mut context = runtime().block_on(server_context(&fx.db.pool));
-            context["dedup_window_seconds"] = json!(DEDUP_WINDOW.as_secs());
-            LOG.write("task_initialization", context);
-        }
-        for server in [&fx.with_dedup, &fx.without_dedup] {
-            if let Some(stop) = server.stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                let _ = stop.send(());
-            }
-            let task = server.task.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some(task) = task {
-                if let Ok(Err(e)) = runtime().block_on(task) {
-                    eprintln!("task_initialization: the API server ended with {e}");
+    bench_main(
+        criterion_config(Duration::from_secs(3), 30),
+        &[bench_task_initialization],
+        || {
+            if let Some(fx) = FIXTURE.get() {
+                if args.mode == BenchMode::Benchmark {
+                    let mut context = runtime().block_on(server_context(&fx.db.pool));
+                    context["dedup_window_seconds"] = json!(DEDUP_WINDOW.as_secs());
+                    LOG.write("task_initialization", context);
+                }
+                for server in [&fx.with_dedup, &fx.without_dedup] {
+                    if let Err(e) = runtime().block_on(server.stop()) {
+                        eprintln!("task_initialization: {}", display_chain(&e));
+                    }
                 }
             }
-        }
-    }
-    Criterion::default().configure_from_args().final_summary();
-    teardown();
+        },
+    );
 }

@@ -23,21 +23,21 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, Criterion};
+use criterion::Criterion;
 use serde_json::json;
 use tasker_orchestration::orchestration::lifecycle::result_processor::{
     ResultOutcome, ResultProcessor,
 };
 use tasker_orchestration::orchestration::lifecycle::step_enqueuer::StepEnqueuer;
 use tasker_orchestration::orchestration::lifecycle::task_finalizer::FinalizeOutcome;
-use tasker_shared::bench_support::{
-    counted, create_tasks, criterion_config, delete_tasks, fixture_template, purge_queue, register,
-    runtime, teardown, timed, wide_template, BenchDatabase, DIAMOND, LINEAR,
-};
 use tasker_shared::messaging::{
     namespace_queue_name, Queue, StepOutcome, StepResultMessage, RESULTS_QUEUE,
 };
 use tasker_shared::templates::{StepTemplate, TaskTemplate};
+use tasker_test_support::{
+    bench_main, counted, create_tasks, criterion_config, delete_tasks, fixture_template,
+    purge_queue, register, runtime, timed, wide_template, BenchDatabase, DIAMOND, LINEAR,
+};
 use uuid::Uuid;
 
 const PROCESSOR: &str = "bench_orchestrator";
@@ -227,18 +227,10 @@ const CASE_IDS: [&str; 4] = [
     "single_step_finalize",
 ];
 
-fn config() -> Criterion {
-    criterion_config(Duration::from_secs(2), 20)
-}
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = bench_coordination_cycle
-}
-
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    teardown();
+    bench_main(
+        criterion_config(Duration::from_secs(2), 20),
+        &[bench_coordination_cycle],
+        || {},
+    );
 }

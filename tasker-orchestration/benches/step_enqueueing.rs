@@ -3,7 +3,7 @@
 //!
 //! Shapes: 3 ready steps is the fixture DAG (`complex_dag`) with `dag_init`, `dag_process_left`
 //! and `dag_process_right` complete (so `dag_validate`, `dag_transform` and `dag_analyze` are
-//! ready); 10 and 50 are `bench_support::wide_template`s, that many independent steps.
+//! ready); 10 and 50 are `tasker_test_support::wide_template`s, that many independent steps.
 //!
 //! Benchmarks (`step_enqueueing/<phase>/<ready steps>`, throughput in steps):
 //!
@@ -27,17 +27,17 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use serde_json::json;
 use tasker_orchestration::orchestration::lifecycle::step_enqueuer::{
     discover_ready_steps, mark_enqueued, publish, StepEnqueuer,
 };
-use tasker_shared::bench_support::{
-    complete_steps, counted, create_tasks, criterion_config, delete_tasks, fixture_template,
-    purge_queue, register, runtime, teardown, timed, wide_template, BenchDatabase, DAG,
-};
 use tasker_shared::messaging::{namespace_queue_name, StepMessage};
 use tasker_shared::templates::TaskTemplate;
+use tasker_test_support::{
+    bench_main, complete_steps, counted, create_tasks, criterion_config, delete_tasks,
+    fixture_template, purge_queue, register, runtime, timed, wide_template, BenchDatabase, DAG,
+};
 use uuid::Uuid;
 
 const SIZES: [usize; 3] = [3, 10, 50];
@@ -262,18 +262,10 @@ fn bench_step_enqueueing(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    criterion_config(Duration::from_secs(2), 20)
-}
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = bench_step_enqueueing
-}
-
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    teardown();
+    bench_main(
+        criterion_config(Duration::from_secs(2), 20),
+        &[bench_step_enqueueing],
+        || {},
+    );
 }

@@ -12,7 +12,7 @@ use tasker_orchestration::orchestration::core::{Orchestrator, OrchestratorConfig
 use tasker_orchestration::orchestration::lifecycle::task_initializer::TaskInitializer;
 use tasker_shared::messaging::TASK_FINISHED_CHANNEL;
 use tasker_shared::templates::{parse_template, register_template};
-use tasker_shared::test_support::TestDatabase;
+use tasker_test_support::TestDatabase;
 use tasker_worker::{HandlerRegistry, StepContext, StepError, StepHandler, Worker, WorkerConfig};
 use uuid::Uuid;
 

@@ -21,14 +21,14 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, Criterion};
+use criterion::Criterion;
 use sqlx::pool::PoolConnection;
 use sqlx::Postgres;
-use tasker_shared::bench_support::{
-    counted, criterion_config, runtime, server_context, teardown, timed, BenchArgs, BenchDatabase,
-    BenchMode, LatencyLog,
-};
 use tasker_shared::messaging::{Queue, QueueListener, StepMessage, Wake};
+use tasker_test_support::{
+    bench_main, counted, criterion_config, runtime, server_context, timed, BenchArgs,
+    BenchDatabase, BenchMode, LatencyLog,
+};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -173,24 +173,17 @@ fn bench_event_propagation(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    criterion_config(Duration::from_secs(3), 50)
-}
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = bench_event_propagation
-}
-
 fn main() {
     let args = BenchArgs::from_env();
-    benches();
-    // percentiles from test mode (one iteration) or profile mode would overwrite real ones
-    if let (Some(fx), BenchMode::Benchmark) = (FIXTURE.get(), args.mode) {
-        let context = runtime().block_on(server_context(&fx.db.pool));
-        LOG.write("event_propagation", context);
-    }
-    Criterion::default().configure_from_args().final_summary();
-    teardown();
+    bench_main(
+        criterion_config(Duration::from_secs(3), 50),
+        &[bench_event_propagation],
+        || {
+            // percentiles from test mode (one iteration) or profile mode would overwrite real ones
+            if let (Some(fx), BenchMode::Benchmark) = (FIXTURE.get(), args.mode) {
+                let context = runtime().block_on(server_context(&fx.db.pool));
+                LOG.write("event_propagation", context);
+            }
+        },
+    );
 }

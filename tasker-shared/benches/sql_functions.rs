@@ -20,7 +20,7 @@
 //!
 //! The data: once per run, the first benchmark that runs seeds a fresh database (the
 //! throwaway PostgreSQL cluster when `DATABASE_URL` is unset) with
-//! `tasker_shared::bench_support::seed_dataset`: 5,000 tasks and about 21,700 steps over the
+//! `tasker_test_support::seed_dataset`: 5,000 tasks and about 21,700 steps over the
 //! four fixture templates (linear, diamond, DAG, tree) in mixed states (pending, running,
 //! partly complete, waiting for a retry backoff, retry due, blocked, complete), every state
 //! reached through a legal transition history, then `VACUUM ANALYZE`. Deterministic: the same
@@ -43,15 +43,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, BenchmarkId, Criterion};
+use criterion::{BenchmarkId, Criterion};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
-use tasker_shared::bench_support::{
-    counted, criterion_config, each, runtime, seed_dataset, teardown, timed, BenchArgs,
-    BenchDatabase, DatasetSpec, Scenario, SeededDataset, DAG, DIAMOND, LINEAR, TREE,
-};
 use tasker_shared::sql_functions;
 use tasker_shared::state::TaskState;
+use tasker_test_support::{
+    bench_main, counted, criterion_config, each, runtime, seed_dataset, timed, BenchArgs,
+    BenchDatabase, DatasetSpec, Scenario, SeededDataset, DAG, DIAMOND, LINEAR, TREE,
+};
 use uuid::Uuid;
 
 /// A task whose state the transition benchmark flips between `a` and `b`.
@@ -931,25 +931,24 @@ fn walk(node: &Value, indent: usize, big_tables: &HashMap<String, f64>) {
     }
 }
 
-fn config() -> Criterion {
-    // Each call is sub-millisecond: two seconds give thousands of iterations per sample set,
-    // and 29 benchmarks stay near two minutes. The noise threshold reflects a shared machine.
-    criterion_config(Duration::from_secs(2), 50)
-}
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = bench_next_ready_tasks, bench_step_readiness, bench_transition,
-              bench_execution_context, bench_transitive_dependencies, bench_pool_checkout
-}
-
 fn main() {
     let args = BenchArgs::from_env();
-    benches();
-    if args.runs_extra_pass("explain_analyze") {
-        explain_pass(fixture());
-    }
-    Criterion::default().configure_from_args().final_summary();
-    teardown();
+    // Each call is sub-millisecond: two seconds give thousands of iterations per sample set,
+    // and 29 benchmarks stay near two minutes. The noise threshold reflects a shared machine.
+    bench_main(
+        criterion_config(Duration::from_secs(2), 50),
+        &[
+            bench_next_ready_tasks,
+            bench_step_readiness,
+            bench_transition,
+            bench_execution_context,
+            bench_transitive_dependencies,
+            bench_pool_checkout,
+        ],
+        || {
+            if args.runs_extra_pass("explain_analyze") {
+                explain_pass(fixture());
+            }
+        },
+    );
 }

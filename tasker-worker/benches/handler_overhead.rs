@@ -31,14 +31,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{enqueued_tasks, step_queue, NoopHandler};
-use criterion::{criterion_group, Criterion};
+use criterion::Criterion;
 use serde_json::json;
-use tasker_shared::bench_support::{
-    counted, criterion_config, delete_tasks, each, purge_queue, register, runtime, teardown, timed,
-    wide_template, BenchDatabase,
-};
 use tasker_shared::messaging::{Queue, QueueListener, Wake, RESULTS_QUEUE};
 use tasker_shared::templates::TaskTemplate;
+use tasker_test_support::{
+    bench_main, counted, criterion_config, delete_tasks, each, purge_queue, register, runtime,
+    timed, wide_template, BenchDatabase,
+};
 use tasker_worker::executor::{execute, ClaimedStep};
 use tasker_worker::{
     HandlerRegistry, StepContext, StepHandler, Worker, WorkerConfig, WorkerHandle,
@@ -183,26 +183,19 @@ fn bench_handler_overhead(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    criterion_config(Duration::from_secs(2), 20)
-}
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = bench_handler_overhead
-}
-
 fn main() {
-    benches();
-    if let Some(fx) = FIXTURE.get() {
-        let worker = fx.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(worker) = worker {
-            runtime()
-                .block_on(worker.shutdown())
-                .expect("stopping the worker");
-        }
-    }
-    Criterion::default().configure_from_args().final_summary();
-    teardown();
+    bench_main(
+        criterion_config(Duration::from_secs(2), 20),
+        &[bench_handler_overhead],
+        || {
+            if let Some(fx) = FIXTURE.get() {
+                let worker = fx.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(worker) = worker {
+                    runtime()
+                        .block_on(worker.shutdown())
+                        .expect("stopping the worker");
+                }
+            }
+        },
+    );
 }

@@ -23,13 +23,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{enqueued_tasks, step_queue, IoHandler, NoopHandler};
-use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
-use tasker_shared::bench_support::{
-    counted, criterion_config, delete_tasks, purge_queue, register, runtime, teardown, timed,
-    wide_template, BenchDatabase,
-};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use tasker_shared::messaging::{Queue, QueueListener, Wake, RESULTS_QUEUE};
 use tasker_shared::templates::TaskTemplate;
+use tasker_test_support::{
+    bench_main, counted, criterion_config, delete_tasks, purge_queue, register, runtime, timed,
+    wide_template, BenchDatabase,
+};
 use tasker_worker::{HandlerRegistry, Worker, WorkerConfig, WorkerHandle};
 use uuid::Uuid;
 
@@ -174,26 +174,20 @@ fn bench_worker_throughput(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    criterion_config(Duration::from_secs(3), 10)
-}
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = bench_worker_throughput
-}
-
 fn main() {
-    benches();
-    if let Some(fx) = FIXTURE.get() {
-        let workers = std::mem::take(&mut *fx.workers.lock().unwrap_or_else(|p| p.into_inner()));
-        for worker in workers {
-            runtime()
-                .block_on(worker.shutdown())
-                .expect("stopping a worker");
-        }
-    }
-    Criterion::default().configure_from_args().final_summary();
-    teardown();
+    bench_main(
+        criterion_config(Duration::from_secs(3), 10),
+        &[bench_worker_throughput],
+        || {
+            if let Some(fx) = FIXTURE.get() {
+                let workers =
+                    std::mem::take(&mut *fx.workers.lock().unwrap_or_else(|p| p.into_inner()));
+                for worker in workers {
+                    runtime()
+                        .block_on(worker.shutdown())
+                        .expect("stopping a worker");
+                }
+            }
+        },
+    );
 }

@@ -23,14 +23,14 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{enqueued_tasks, step_queue, NoopHandler};
-use criterion::{criterion_group, Criterion};
+use criterion::Criterion;
 use serde_json::{json, Value};
-use tasker_shared::bench_support::{
-    counted, criterion_config, delete_tasks, each, purge_queue, register, runtime, teardown, timed,
-    wide_template, BenchDatabase,
-};
 use tasker_shared::messaging::{Queue, StepMessage, RESULTS_QUEUE};
 use tasker_shared::templates::TaskTemplate;
+use tasker_test_support::{
+    bench_main, counted, criterion_config, delete_tasks, each, purge_queue, register, runtime,
+    timed, wide_template, BenchDatabase,
+};
 use tasker_worker::executor::{claim_next, execute, submit, ClaimedStep};
 use tasker_worker::{HandlerRegistry, StepError};
 use uuid::Uuid;
@@ -179,18 +179,10 @@ fn bench_worker_execution(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    criterion_config(Duration::from_secs(2), 20)
-}
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = bench_worker_execution
-}
-
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    teardown();
+    bench_main(
+        criterion_config(Duration::from_secs(2), 20),
+        &[bench_worker_execution],
+        || {},
+    );
 }

@@ -242,7 +242,7 @@ mod tests {
     use tasker_shared::models::{insert_task_graph, NewTask};
     use tasker_shared::state::{transition_step, StepState};
     use tasker_shared::templates::{parse_template, register_template};
-    use tasker_shared::test_support::TestDatabase;
+    use tasker_test_support::TestDatabase;
     use uuid::Uuid;
 
     use super::*;

@@ -34,10 +34,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{wait_finished, Deployment, Handlers, WORKFLOWS};
-use criterion::{criterion_group, Criterion, SamplingMode};
+use criterion::{Criterion, SamplingMode};
 use serde_json::json;
-use tasker_shared::bench_support::{
-    counted, criterion_config, runtime, server_context, teardown, timed, BenchArgs, BenchMode,
+use tasker_test_support::{
+    bench_main, counted, criterion_config, runtime, server_context, timed, BenchArgs, BenchMode,
     LatencyLog,
 };
 
@@ -68,6 +68,7 @@ async fn run(
         let request = d.request(workflow, NONCE.fetch_add(1, Ordering::Relaxed));
         let start = Instant::now();
         let task = d
+            .api
             .client
             .create_task(&request)
             .await
@@ -116,30 +117,23 @@ fn bench_e2e_latency(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    criterion_config(Duration::from_secs(5), 20)
-}
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = bench_e2e_latency
-}
-
 fn main() {
     let args = BenchArgs::from_env();
-    benches();
-    if let Some(d) = DEPLOYMENT.get() {
-        if args.mode == BenchMode::Benchmark {
-            let mut context = runtime().block_on(server_context(&d.db.pool));
-            context["worker_concurrency"] = json!(WORKER_CONCURRENCY);
-            context["handlers"] = json!(
-                "tasker_worker::examples (Rust native); *_ruby: tasker-ruby/ruby/examples (embedded Ruby VM)"
-            );
-            LOG.write("e2e_latency", context);
-        }
-        runtime().block_on(d.shutdown());
-    }
-    Criterion::default().configure_from_args().final_summary();
-    teardown();
+    bench_main(
+        criterion_config(Duration::from_secs(5), 20),
+        &[bench_e2e_latency],
+        || {
+            if let Some(d) = DEPLOYMENT.get() {
+                if args.mode == BenchMode::Benchmark {
+                    let mut context = runtime().block_on(server_context(&d.db.pool));
+                    context["worker_concurrency"] = json!(WORKER_CONCURRENCY);
+                    context["handlers"] = json!(
+                        "tasker_worker::examples (Rust native); *_ruby: tasker-ruby/ruby/examples (embedded Ruby VM)"
+                    );
+                    LOG.write("e2e_latency", context);
+                }
+                runtime().block_on(d.shutdown());
+            }
+        },
+    );
 }

@@ -22,9 +22,9 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{wait_finished, Deployment};
-use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use futures::StreamExt;
-use tasker_shared::bench_support::{counted, criterion_config, runtime, teardown, timed, LINEAR};
+use tasker_test_support::{bench_main, counted, criterion_config, runtime, timed, LINEAR};
 use uuid::Uuid;
 
 const TASKS_PER_ITERATION: usize = 50;
@@ -59,7 +59,8 @@ async fn burst(d: &Deployment, iters: u64) -> Duration {
         let start = Instant::now();
         let created: Vec<Uuid> = futures::stream::iter(&requests)
             .map(|r| async move {
-                d.client
+                d.api
+                    .client
                     .create_task(r)
                     .await
                     .expect("POST /v1/tasks")
@@ -94,24 +95,17 @@ fn bench_e2e_throughput(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    criterion_config(Duration::from_secs(8), 10).warm_up_time(Duration::from_secs(2))
-}
-
-criterion_group! {
-    name = benches;
-    config = config();
-    targets = bench_e2e_throughput
-}
-
 fn main() {
-    benches();
-    if let Some(all) = DEPLOYMENTS.get() {
-        let all = std::mem::take(&mut *all.lock().unwrap_or_else(|p| p.into_inner()));
-        for (_, d) in all {
-            runtime().block_on(d.shutdown());
-        }
-    }
-    Criterion::default().configure_from_args().final_summary();
-    teardown();
+    bench_main(
+        criterion_config(Duration::from_secs(8), 10).warm_up_time(Duration::from_secs(2)),
+        &[bench_e2e_throughput],
+        || {
+            if let Some(all) = DEPLOYMENTS.get() {
+                let all = std::mem::take(&mut *all.lock().unwrap_or_else(|p| p.into_inner()));
+                for (_, d) in all {
+                    runtime().block_on(d.shutdown());
+                }
+            }
+        },
+    );
 }

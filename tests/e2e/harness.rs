@@ -3,24 +3,21 @@
 //! process, each on its own connection pool as separate processes would be.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use sqlx::PgPool;
-use tasker_client::{CreateTaskRequest, TaskDetails, TaskerClient};
+use tasker_client::{CreateTaskRequest, TaskDetails};
 use tasker_orchestration::api::{serve, ApiState};
 use tasker_orchestration::orchestration::core::{
     Orchestrator, OrchestratorConfig, OrchestratorHandle,
 };
 use tasker_orchestration::orchestration::lifecycle::task_initializer::TaskInitializer;
 use tasker_shared::templates::{load_dir, register_template};
-use tasker_shared::test_support::TestDatabase;
+use tasker_test_support::{fixtures_dir, LoopbackApi, TestDatabase};
 use tasker_worker::examples::{register_examples, EXAMPLE_NAMESPACES};
 use tasker_worker::{HandlerRegistry, Worker, WorkerConfig, WorkerHandle};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 /// How long a test waits for a workflow before calling it stuck. Generous: a slow CI machine
@@ -30,11 +27,6 @@ pub const WORKFLOW_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often components look for work without a notification; short so that a lost
 /// notification costs a test little.
 const FALLBACK_POLL: Duration = Duration::from_millis(250);
-
-/// The repository's fixture templates.
-pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/task_templates")
-}
 
 /// The example handlers, as `tasker worker` registers them.
 pub fn example_registry() -> Arc<HandlerRegistry> {
@@ -56,9 +48,8 @@ pub fn worker_config(worker_id: &str) -> WorkerConfig {
 /// A running engine on a private database.
 pub struct Harness {
     pub db: TestDatabase,
-    pub client: TaskerClient,
-    pub base_url: String,
-    server: Option<(oneshot::Sender<()>, JoinHandle<std::io::Result<()>>)>,
+    /// The REST API and a client for it.
+    pub api: LoopbackApi,
     orchestrators: Vec<OrchestratorHandle>,
     workers: Vec<WorkerHandle>,
     pools: Vec<PgPool>,
@@ -98,20 +89,12 @@ impl Harness {
             // de-duplication off: tests submit identical requests on purpose
             TaskInitializer::new(api_pool.clone(), Duration::ZERO),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let api = LoopbackApi::start(|listener, shutdown| serve(listener, state, shutdown))
             .await
-            .expect("binding an ephemeral loopback port");
-        let base_url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, state, async move {
-            let _ = stopped.await;
-        }));
-        let client = TaskerClient::new(&base_url).unwrap();
+            .expect("starting the API on 127.0.0.1");
         Self {
             db,
-            client,
-            base_url,
-            server: Some((stop, server)),
+            api,
             orchestrators: Vec::new(),
             workers: Vec::new(),
             pools: vec![api_pool],
@@ -148,7 +131,8 @@ impl Harness {
 
     /// Creates a task through the API.
     pub async fn create(&self, namespace: &str, name: &str, context: Value) -> Uuid {
-        self.client
+        self.api
+            .client
             .create_task(&CreateTaskRequest::new(namespace, name, "1.0.0", context))
             .await
             .unwrap_or_else(|e| panic!("creating {namespace}/{name}: {e}"))
@@ -157,10 +141,15 @@ impl Harness {
 
     /// Waits (long poll) until the task is finished and returns it.
     pub async fn wait(&self, task_uuid: Uuid) -> TaskDetails {
-        match self.client.wait_for_task(task_uuid, WORKFLOW_TIMEOUT).await {
+        match self
+            .api
+            .client
+            .wait_for_task(task_uuid, WORKFLOW_TIMEOUT)
+            .await
+        {
             Ok(task) => task,
             Err(error) => {
-                let now = self.client.get_task(task_uuid).await.ok();
+                let now = self.api.client.get_task(task_uuid).await.ok();
                 panic!("task {task_uuid} did not finish: {error}\nit is now: {now:#?}")
             }
         }
@@ -202,13 +191,10 @@ impl Harness {
                 .await
                 .expect("stopping an orchestrator");
         }
-        if let Some((stop, server)) = self.server.take() {
-            let _ = stop.send(());
-            server
-                .await
-                .expect("the server task")
-                .expect("the server stopped cleanly");
-        }
+        self.api
+            .stop()
+            .await
+            .expect("the API server stopped cleanly");
         for pool in self.pools.drain(..) {
             pool.close().await;
         }

@@ -3,7 +3,6 @@
 //! No orchestrator runs here: tasks stay pending unless a test moves them, which is how the
 //! long poll is exercised independently of the orchestration loop.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -15,8 +14,7 @@ use tasker_shared::messaging::TASK_FINISHED_CHANNEL;
 use tasker_shared::metrics::Exporter;
 use tasker_shared::state::{transition_task, TaskState};
 use tasker_shared::templates::{load_dir, parse_template, register_template};
-use tasker_shared::test_support::TestDatabase;
-use tokio::sync::oneshot;
+use tasker_test_support::{fixtures_dir, LoopbackApi, TestDatabase};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -26,10 +24,9 @@ use crate::orchestration::lifecycle::task_initializer::TaskInitializer;
 struct TestApi {
     db: TestDatabase,
     state: ApiState,
+    /// The loopback server's client, or one that sends a token.
     client: TaskerClient,
-    base: String,
-    stop: Option<oneshot::Sender<()>>,
-    server: JoinHandle<std::io::Result<()>>,
+    loopback: LoopbackApi,
 }
 
 impl TestApi {
@@ -65,9 +62,7 @@ impl TestApi {
 
     async fn start_with(dedup_window: Duration, config: ApiConfig) -> Self {
         let db = TestDatabase::new().await;
-        let fixtures =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/task_templates");
-        for (_, template) in load_dir(&fixtures).unwrap() {
+        for (_, template) in load_dir(&fixtures_dir()).unwrap() {
             register_template(&db.pool, &template).await.unwrap();
         }
         let state = ApiState::with_config(
@@ -75,20 +70,15 @@ impl TestApi {
             TaskInitializer::new(db.pool.clone(), dedup_window),
             config,
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, state.clone(), async move {
-            let _ = stopped.await;
-        }));
-        let client = TaskerClient::new(&base).unwrap();
+        let serving = state.clone();
+        let loopback = LoopbackApi::start(|listener, shutdown| serve(listener, serving, shutdown))
+            .await
+            .unwrap();
         Self {
             db,
             state,
-            client,
-            base,
-            stop: Some(stop),
-            server,
+            client: loopback.client.clone(),
+            loopback,
         }
     }
 
@@ -212,7 +202,7 @@ async fn a_created_task_reads_back_with_its_steps_and_template() {
     request.initiator = Some("api-tests".into());
     request.tags = Some(json!(["a", "b"]));
     let response = reqwest::Client::new()
-        .post(format!("{}/v1/tasks", api.base))
+        .post(format!("{}/v1/tasks", api.loopback.base_url))
         .json(&request)
         .send()
         .await
@@ -262,7 +252,7 @@ async fn a_created_task_reads_back_with_its_steps_and_template() {
 #[tokio::test]
 async fn an_identical_request_inside_the_window_answers_200_with_the_same_task() {
     let api = TestApi::start(Duration::from_secs(60)).await;
-    let url = format!("{}/v1/tasks", api.base);
+    let url = format!("{}/v1/tasks", api.loopback.base_url);
     let http = reqwest::Client::new();
     let (first_status, first) =
         raw_json(http.post(&url).json(&linear(2)).send().await.unwrap()).await;
@@ -370,7 +360,7 @@ async fn listing_parameters_out_of_range_or_unknown_are_rejected() {
         ("limit=ten", "limit"),
         ("stat=complete", "stat"),
     ] {
-        let response = reqwest::get(format!("{}/v1/tasks?{query}", api.base))
+        let response = reqwest::get(format!("{}/v1/tasks?{query}", api.loopback.base_url))
             .await
             .unwrap();
         let (status, body) = raw_json(response).await;
@@ -495,9 +485,12 @@ async fn a_long_poll_on_an_unknown_or_malformed_task_id_is_an_error() {
     assert_eq!(err.code(), Some(error_codes::TASK_NOT_FOUND), "{err}");
     assert!(err.to_string().contains(&unknown.to_string()), "{err}");
 
-    let response = reqwest::get(format!("{}/v1/tasks/not-a-uuid/wait", api.base))
-        .await
-        .unwrap();
+    let response = reqwest::get(format!(
+        "{}/v1/tasks/not-a-uuid/wait",
+        api.loopback.base_url
+    ))
+    .await
+    .unwrap();
     let (status, body) = raw_json(response).await;
     assert_eq!(status, reqwest::StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], error_codes::INVALID_TASK_ID);
@@ -505,31 +498,29 @@ async fn a_long_poll_on_an_unknown_or_malformed_task_id_is_an_error() {
 
 #[tokio::test]
 async fn shutting_down_ends_long_polls_instead_of_waiting_for_them() {
-    let mut api = TestApi::start(Duration::ZERO).await;
+    let api = TestApi::start(Duration::ZERO).await;
     let task_uuid = api.create_linear(6).await;
     let client = api.client.clone();
     let waiting =
         tokio::spawn(async move { client.wait_once(task_uuid, Duration::from_secs(60)).await });
     api.registered_waiters().await;
-    api.stop.take().unwrap().send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), api.loopback.stop())
+        .await
+        .expect("the server stopped")
+        .unwrap();
     let response = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
         .expect("the long poll ended with the shutdown")
         .unwrap()
         .unwrap();
     assert!(!response.finished);
-    tokio::time::timeout(Duration::from_secs(10), &mut api.server)
-        .await
-        .expect("the server stopped")
-        .unwrap()
-        .unwrap();
 }
 
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_with_json_errors() {
     let api = TestApi::start(Duration::ZERO).await;
     let (status, body) = raw_json(
-        reqwest::get(format!("{}/v2/tasks", api.base))
+        reqwest::get(format!("{}/v2/tasks", api.loopback.base_url))
             .await
             .unwrap(),
     )
@@ -542,7 +533,7 @@ async fn unknown_routes_and_methods_answer_with_json_errors() {
         .contains("GET /v2/tasks"));
 
     let response = reqwest::Client::new()
-        .delete(format!("{}/v1/tasks", api.base))
+        .delete(format!("{}/v1/tasks", api.loopback.base_url))
         .send()
         .await
         .unwrap();
@@ -556,12 +547,17 @@ async fn with_a_token_every_endpoint_but_health_needs_it() {
     let api = TestApi::start_with_token(ApiToken::new("test-token-4f2a").unwrap()).await;
     let http = reqwest::Client::new();
     let requests = [
-        http.get(format!("{}/v1/tasks", api.base)),
-        http.post(format!("{}/v1/tasks", api.base)).json(&linear(6)),
-        http.get(format!("{}/v1/templates", api.base)),
-        http.get(format!("{}/v1/tasks/{}", api.base, Uuid::now_v7())),
+        http.get(format!("{}/v1/tasks", api.loopback.base_url)),
+        http.post(format!("{}/v1/tasks", api.loopback.base_url))
+            .json(&linear(6)),
+        http.get(format!("{}/v1/templates", api.loopback.base_url)),
+        http.get(format!(
+            "{}/v1/tasks/{}",
+            api.loopback.base_url,
+            Uuid::now_v7()
+        )),
         // an unknown path answers 401 too: without the token, nothing about the API shows
-        http.get(format!("{}/v2/tasks", api.base)),
+        http.get(format!("{}/v2/tasks", api.loopback.base_url)),
     ];
     for request in requests {
         for token in [None, Some("wrong-token"), Some("test-token-4f2a-longer")] {
@@ -589,7 +585,9 @@ async fn with_a_token_every_endpoint_but_health_needs_it() {
         "a refused request must not create a task"
     );
 
-    let health = reqwest::get(format!("{}/health", api.base)).await.unwrap();
+    let health = reqwest::get(format!("{}/health", api.loopback.base_url))
+        .await
+        .unwrap();
     assert_eq!(health.status(), reqwest::StatusCode::OK);
 
     // the client that sends the token gets through, whatever the scheme's case
@@ -599,7 +597,7 @@ async fn with_a_token_every_endpoint_but_health_needs_it() {
         task_uuid
     );
     let response = http
-        .get(format!("{}/v1/tasks/{task_uuid}", api.base))
+        .get(format!("{}/v1/tasks/{task_uuid}", api.loopback.base_url))
         .header("authorization", "bearer test-token-4f2a")
         .send()
         .await
@@ -607,7 +605,7 @@ async fn with_a_token_every_endpoint_but_health_needs_it() {
     assert_eq!(response.status(), reqwest::StatusCode::OK);
 
     // the typed client without it gets the server's sentence
-    let anonymous = TaskerClient::new(&api.base).unwrap();
+    let anonymous = TaskerClient::new(&api.loopback.base_url).unwrap();
     match anonymous.get_task(task_uuid).await {
         Err(ClientError::Api { code, message, .. }) => {
             assert_eq!(code, error_codes::UNAUTHORIZED);
@@ -649,7 +647,9 @@ async fn metrics_count_created_tasks_and_read_queues_when_scraped() {
         .await
         .unwrap();
 
-    let response = reqwest::get(format!("{}/metrics", api.base)).await.unwrap();
+    let response = reqwest::get(format!("{}/metrics", api.loopback.base_url))
+        .await
+        .unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::OK);
     let text = response.text().await.unwrap();
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))

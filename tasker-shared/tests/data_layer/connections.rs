@@ -2,7 +2,7 @@
 //! server process.
 
 use tasker_shared::database::HeldConnection;
-use tasker_shared::test_support::TestDatabase;
+use tasker_test_support::TestDatabase;
 
 async fn backend_pid(conn: &mut sqlx::PgConnection) -> i32 {
     sqlx::query_scalar("SELECT pg_backend_pid()")

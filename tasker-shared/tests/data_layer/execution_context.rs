@@ -3,7 +3,7 @@
 use serde_json::json;
 use tasker_shared::sql_functions::{get_task_execution_context, ExecutionStatus};
 use tasker_shared::state::{transition_step, StepState};
-use tasker_shared::test_support::TestDatabase;
+use tasker_test_support::TestDatabase;
 use uuid::Uuid;
 
 use crate::fixtures::*;

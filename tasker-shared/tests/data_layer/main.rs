@@ -8,6 +8,7 @@ mod local_postgres;
 mod plans;
 mod queues;
 mod readiness;
+mod schema;
 mod templates;
 mod transitions;
 mod transitive_dependencies;

@@ -10,7 +10,7 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use tasker_shared::messaging::Queue;
 use tasker_shared::sql_functions::get_step_readiness_status;
-use tasker_shared::test_support::TestDatabase;
+use tasker_test_support::TestDatabase;
 
 use crate::fixtures::*;
 

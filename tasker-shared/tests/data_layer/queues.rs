@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tasker_shared::messaging::{Queue, QueueListener, Wake};
-use tasker_shared::test_support::TestDatabase;
+use tasker_test_support::TestDatabase;
 
 async fn queue(db: &TestDatabase, name: &str) -> Queue {
     let queue = Queue::new(name).unwrap();

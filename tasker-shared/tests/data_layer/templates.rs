@@ -5,7 +5,7 @@ use std::path::Path;
 use tasker_shared::templates::{
     find_template, list_templates, load_dir, parse_template, register_template, TemplateError,
 };
-use tasker_shared::test_support::TestDatabase;
+use tasker_test_support::TestDatabase;
 
 fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();

@@ -5,8 +5,8 @@ use tasker_shared::state::{
     current_task_state, transition_step, transition_task, transition_task_from_current, StateError,
     StepState, TaskState,
 };
-use tasker_shared::test_support::TestDatabase;
 use tasker_shared::TaskerError;
+use tasker_test_support::TestDatabase;
 
 use crate::fixtures::*;
 

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use tasker_shared::sql_functions::get_step_transitive_dependencies;
-use tasker_shared::test_support::TestDatabase;
+use tasker_test_support::TestDatabase;
 
 use crate::fixtures::*;
 

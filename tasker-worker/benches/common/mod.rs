@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use tasker_shared::bench_support::{advance_steps, create_tasks};
 use tasker_shared::messaging::{namespace_queue_name, Queue, StepMessage};
 use tasker_shared::state::StepState;
 use tasker_shared::templates::TaskTemplate;
+use tasker_test_support::{advance_steps, create_tasks};
 use tasker_worker::{StepContext, StepError, StepHandler};
 use uuid::Uuid;
 

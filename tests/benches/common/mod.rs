@@ -12,21 +12,22 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sqlx::postgres::PgListener;
-use tasker_client::{CreateTaskRequest, TaskerClient};
+use tasker_client::CreateTaskRequest;
 use tasker_orchestration::api::{serve, ApiState};
 use tasker_orchestration::orchestration::core::{
     Orchestrator, OrchestratorConfig, OrchestratorHandle,
 };
 use tasker_orchestration::orchestration::lifecycle::task_initializer::TaskInitializer;
-use tasker_shared::bench_support::{
-    delete_tasks, fixture_templates, register, BenchDatabase, DAG, DIAMOND, LINEAR, TREE,
-};
+use tasker_shared::error::display_chain;
 use tasker_shared::messaging::TASK_FINISHED_CHANNEL;
 use tasker_shared::templates::TaskTemplate;
+use tasker_test_support::{
+    delete_tasks, fixture_templates, register, BenchDatabase, LoopbackApi, DAG, DIAMOND, LINEAR,
+    TREE,
+};
 use tasker_worker::{
     HandlerRegistry, StepContext, StepError, StepHandler, Worker, WorkerConfig, WorkerHandle,
 };
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 /// The workflows, by the short name the benchmarks use.
@@ -66,12 +67,11 @@ pub enum Handlers {
 /// A running deployment.
 pub struct Deployment {
     pub db: BenchDatabase,
-    pub client: TaskerClient,
+    /// The REST API and a client for it.
+    pub api: LoopbackApi,
     pub templates: HashMap<String, TaskTemplate>,
     /// LISTEN on `tasker_task_finished`; one benchmark at a time uses it.
     pub finished: tokio::sync::Mutex<PgListener>,
-    stop_api: Mutex<Option<oneshot::Sender<()>>>,
-    api: Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
     orchestrator: Mutex<Option<OrchestratorHandle>>,
     worker: Mutex<Option<WorkerHandle>>,
     worker_concurrency: usize,
@@ -107,16 +107,10 @@ impl Deployment {
             api_pool.clone(),
             TaskInitializer::new(api_pool, Duration::ZERO),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let api = LoopbackApi::start(|listener, shutdown| serve(listener, state, shutdown))
             .await
-            .expect("binding an ephemeral port on 127.0.0.1");
-        let address = listener.local_addr().expect("local address");
-        let (stop_api, stopped) = oneshot::channel::<()>();
-        let api = tokio::spawn(serve(listener, state, async move {
-            let _ = stopped.await;
-        }));
-        let client = TaskerClient::new(&format!("http://{address}")).expect("client");
-        client
+            .expect("starting the API on 127.0.0.1");
+        api.client
             .health()
             .await
             .expect("the API answers its health check");
@@ -142,11 +136,9 @@ impl Deployment {
 
         Self {
             db,
-            client,
+            api,
             templates,
             finished: tokio::sync::Mutex::new(finished),
-            stop_api: Mutex::new(Some(stop_api)),
-            api: Mutex::new(Some(api)),
             orchestrator: Mutex::new(Some(orchestrator)),
             worker: Mutex::new(Some(worker)),
             worker_concurrency,
@@ -220,19 +212,8 @@ impl Deployment {
 
     /// Stops the API, the orchestrator and the worker.
     pub async fn shutdown(&self) {
-        if let Some(stop) = self
-            .stop_api
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            let _ = stop.send(());
-        }
-        let api = self.api.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(api) = api {
-            if let Ok(Err(e)) = api.await {
-                eprintln!("the API server ended with {e}");
-            }
+        if let Err(e) = self.api.stop().await {
+            eprintln!("{}", display_chain(&e));
         }
         let orchestrator = self
             .orchestrator

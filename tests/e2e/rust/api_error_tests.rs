@@ -61,7 +61,7 @@ async fn assert_error(
 #[tokio::test]
 async fn test_bad_task_creations_are_rejected_with_json_errors_and_write_nothing() {
     let harness = Harness::start().await;
-    let url = format!("{}/v1/tasks", harness.base_url);
+    let url = format!("{}/v1/tasks", harness.api.base_url);
     let http = reqwest::Client::new();
     let valid = json!({"namespace": "linear_workflow", "name": "mathematical_sequence",
                        "version": "1.0.0", "context": {"even_number": 6}});
@@ -181,7 +181,7 @@ async fn test_unknown_and_malformed_task_ids_are_rejected() {
         format!("v1/tasks/{unknown}"),
         format!("v1/tasks/{unknown}/wait?timeout_ms=0"),
     ] {
-        let response = reqwest::get(format!("{}/{path}", harness.base_url))
+        let response = reqwest::get(format!("{}/{path}", harness.api.base_url))
             .await
             .unwrap();
         assert_error(
@@ -194,7 +194,7 @@ async fn test_unknown_and_malformed_task_ids_are_rejected() {
         .await;
     }
     for path in ["v1/tasks/42", "v1/tasks/not-a-uuid/wait"] {
-        let response = reqwest::get(format!("{}/{path}", harness.base_url))
+        let response = reqwest::get(format!("{}/{path}", harness.api.base_url))
             .await
             .unwrap();
         assert_error(
@@ -208,7 +208,7 @@ async fn test_unknown_and_malformed_task_ids_are_rejected() {
     }
     let response = reqwest::get(format!(
         "{}/v1/tasks/{unknown}/wait?timeout_ms=soon",
-        harness.base_url
+        harness.api.base_url
     ))
     .await
     .unwrap();
@@ -223,7 +223,7 @@ async fn test_unknown_and_malformed_task_ids_are_rejected() {
     assert_eq!(written_rows(&harness).await, nothing_written());
 
     // the typed client reports the same errors with their codes
-    let err = harness.client.get_task(unknown).await.unwrap_err();
+    let err = harness.api.client.get_task(unknown).await.unwrap_err();
     assert!(err.is_not_found(), "{err}");
     assert_eq!(err.code(), Some(error_codes::TASK_NOT_FOUND));
     harness.shutdown().await;

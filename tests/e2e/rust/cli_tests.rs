@@ -4,11 +4,11 @@
 use std::process::{Output, Stdio};
 
 use serde_json::Value;
-use tasker_shared::test_support::TestDatabase;
+use tasker_test_support::{fixtures_dir, TestDatabase};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::e2e::harness::{fixtures_dir, terminate, WORKFLOW_TIMEOUT};
+use crate::e2e::harness::{terminate, WORKFLOW_TIMEOUT};
 
 const TASKER: &str = env!("CARGO_BIN_EXE_tasker");
 

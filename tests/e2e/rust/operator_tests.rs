@@ -95,7 +95,7 @@ async fn start(switches: &Arc<Switches>) -> Harness {
 
 /// `POST path` with `body` (none: an empty body), answering the status and the JSON.
 async fn post(harness: &Harness, path: &str, body: Option<Value>) -> (u16, Value) {
-    let request = reqwest::Client::new().post(format!("{}{path}", harness.base_url));
+    let request = reqwest::Client::new().post(format!("{}{path}", harness.api.base_url));
     let request = match body {
         Some(body) => request.json(&body),
         None => request,
@@ -119,7 +119,7 @@ async fn gate_started(switches: &Arc<Switches>) {
 }
 
 async fn task(harness: &Harness, task_uuid: Uuid) -> TaskDetails {
-    harness.client.get_task(task_uuid).await.unwrap()
+    harness.api.client.get_task(task_uuid).await.unwrap()
 }
 
 #[tokio::test]

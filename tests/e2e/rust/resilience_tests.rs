@@ -45,7 +45,8 @@ async fn test_killed_worker_step_is_reclaimed_after_the_visibility_timeout() {
     let task_uuid = harness
         .create("slow_workflow", "slow_task", json!({"sleep_ms": 2500}))
         .await;
-    let step_uuid = harness.client.get_task(task_uuid).await.unwrap().steps[0].workflow_step_uuid;
+    let step_uuid =
+        harness.api.client.get_task(task_uuid).await.unwrap().steps[0].workflow_step_uuid;
     let pool = harness.db.pool.clone();
     wait_until(
         "the worker process to start the slow step",
@@ -70,7 +71,7 @@ async fn test_killed_worker_step_is_reclaimed_after_the_visibility_timeout() {
     assert!(!status.success(), "the worker was killed: {status:?}");
 
     // the step is stranded in progress with the dead worker's claim
-    let stranded = harness.client.get_task(task_uuid).await.unwrap();
+    let stranded = harness.api.client.get_task(task_uuid).await.unwrap();
     assert_eq!(stranded.steps[0].state, "in_progress");
     assert_eq!(stranded.steps[0].attempts, 1);
 
@@ -248,7 +249,7 @@ async fn test_duplicate_result_message_changes_nothing() {
 
     let after = snapshot(&harness, task.task_uuid).await;
     assert_eq!(before, after);
-    let reread = harness.client.get_task(task.task_uuid).await.unwrap();
+    let reread = harness.api.client.get_task(task.task_uuid).await.unwrap();
     assert_eq!(reread.state, "complete");
     assert_eq!(value_of(&reread, "linear_step_4"), 2_821_109_907_456);
     harness.shutdown().await;

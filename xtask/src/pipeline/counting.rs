@@ -1,8 +1,8 @@
 //! The counting pass: each bench executable run once more with `--profile-time` and
 //! `TASKER_BENCH_DB_STATS` naming a file, so that the benches' criterion hook
-//! (`tasker_shared::bench_db_stats`) appends what every benchmark cost PostgreSQL, and read
-//! back per iteration: statements, writing transactions, rows, buffers, WAL, and the wall time
-//! split into the program's CPU, the server's CPU and waiting. Kept in `database.json`.
+//! (`tasker_test_support::bench_db_stats`) appends what every benchmark cost PostgreSQL, and
+//! read back per iteration: statements, writing transactions, rows, buffers, WAL, and the wall
+//! time split into the program's CPU, the server's CPU and waiting. Kept in `database.json`.
 //!
 //! It is a pass of its own so that neither the timings nor the profiles carry the cost of
 //! reading the counters around every sample.
@@ -19,7 +19,7 @@ use crate::plan::Target;
 
 /// The run directory's file of database counts.
 pub const DATABASE_FILE: &str = "database.json";
-/// The variable the benches read (`tasker_shared::bench_db_stats::STATS_ENV`).
+/// The variable the benches read (`tasker_test_support::bench_db_stats::STATS_ENV`).
 const STATS_ENV: &str = "TASKER_BENCH_DB_STATS";
 /// Seconds each benchmark is counted for: criterion's one-second warm-up, then one batch.
 pub const COUNT_SECS: f64 = 2.0;
@@ -87,7 +87,7 @@ pub struct StatementCost {
     pub total_exec_us: f64,
 }
 
-/// One line of the benches' file (`tasker_shared::bench_db_stats::BenchmarkCounts`).
+/// One line of the benches' file (`tasker_test_support::bench_db_stats::BenchmarkCounts`).
 #[derive(Debug, Deserialize)]
 struct RawCounts {
     benchmark: String,

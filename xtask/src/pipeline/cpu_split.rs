@@ -1,9 +1,9 @@
 //! Each benchmark's wall time in a timing run split into the program's CPU, the PostgreSQL
 //! server's CPU and waiting, per iteration. The benches write one line per sample to stderr
-//! when [`SPLIT_ENV`] is set (`tasker_shared::bench_cpu`); criterion writes its progress to
-//! the same stream, so the lines between a benchmark's `Collecting` and the next progress
-//! line are exactly its measurement samples, whose iterations criterion's `sample.json`
-//! holds.
+//! when [`SPLIT_ENV`] is set (`tasker_test_support::bench_cpu`); criterion writes its
+//! progress to the same stream, so the lines between a benchmark's `Collecting` and the next
+//! progress line are exactly its measurement samples, whose iterations criterion's
+//! `sample.json` holds.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::criterion::{self, BenchResult};
 
-/// The variable the benches read (`tasker_shared::bench_cpu::SPLIT_ENV`).
+/// The variable the benches read (`tasker_test_support::bench_cpu::SPLIT_ENV`).
 pub const SPLIT_ENV: &str = "TASKER_BENCH_CPU_SPLIT";
-/// The first word of a sample's line (`tasker_shared::bench_cpu::SAMPLE_MARKER`).
+/// The first word of a sample's line (`tasker_test_support::bench_cpu::SAMPLE_MARKER`).
 const SAMPLE_MARKER: &str = "tasker-bench-sample";
 
 /// Where one iteration's wall time went, in microseconds, over criterion's measurement

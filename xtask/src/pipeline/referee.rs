@@ -1,6 +1,6 @@
 //! The referee of two benchmark executables run at the same time that take turns sample by
-//! sample (`tasker_shared::bench_turns` is the other end). Each gets a Unix socket named by
-//! `TASKER_BENCH_TURNS`; it connects before its first sample, and from then on runs only
+//! sample (`tasker_test_support::bench_turns` is the other end). Each gets a Unix socket named
+//! by `TASKER_BENCH_TURNS`; it connects before its first sample, and from then on runs only
 //! while it holds the turn: the referee sends one byte to give it, the executable sends one
 //! back after each sample. Both executables set up (databases, data) at the same time, then
 //! the first sample waits until both are ready, so no sample of one competes with the other.

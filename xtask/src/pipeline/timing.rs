@@ -112,7 +112,7 @@ impl TimingPass<'_> {
     }
 
     /// Whether the executable takes turns with a partner when asked (its benchmarks run on
-    /// `bench_support::timed`): an executable that reads the variable holds its name.
+    /// `tasker_test_support::timed`): an executable that reads the variable holds its name.
     pub fn takes_turns(&self) -> bool {
         std::fs::read(self.exe).is_ok_and(|bytes| {
             bytes

@@ -184,7 +184,7 @@ fn identity_hash(request: &CreateTaskRequest) -> String {
 mod tests {
     use serde_json::{json, Value};
     use tasker_shared::templates::{parse_template, register_template};
-    use tasker_shared::test_support::TestDatabase;
+    use tasker_test_support::TestDatabase;
 
     use super::*;
 

@@ -9,7 +9,7 @@ use tasker_shared::messaging::{
     namespace_queue_name, Queue, StepMessage, StepResultMessage, RESULTS_QUEUE,
 };
 use tasker_shared::templates::{parse_template, register_template};
-use tasker_shared::test_support::TestDatabase;
+use tasker_test_support::TestDatabase;
 use tasker_worker::executor::{claim, submit};
 use tasker_worker::StepError;
 use uuid::Uuid;

@@ -3,13 +3,12 @@
 //! second database, reads exactly four. A test binary of its own, because writing
 //! transactions are counted cluster-wide and this process's cluster must see no other
 //! test's writes.
-#![cfg(feature = "benchmarks")]
 
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tasker_shared::bench_db_stats::STATS_ENV;
-use tasker_shared::bench_support::{counted, criterion_config, runtime, timed, BenchDatabase};
+use tasker_test_support::bench_db_stats::STATS_ENV;
+use tasker_test_support::{counted, criterion_config, runtime, timed, BenchDatabase};
 
 /// A benchmark whose iteration is known to run three statements, one of them a write, and the
 /// first of them again in a second database (as a bench with two deployments does), is

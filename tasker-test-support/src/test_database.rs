@@ -10,15 +10,55 @@ use std::sync::Arc;
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
+use tasker_shared::database::redact_url;
+use tasker_shared::error::display_chain;
+use tasker_shared::local_postgres::{LocalPostgresError, ThrowawayCluster};
+use tasker_shared::TaskerError;
 use tokio::sync::{Mutex, OnceCell};
-
-use crate::database::redact_url;
-use crate::error::display_chain;
-use crate::local_postgres::ThrowawayCluster;
 
 /// Name of the database on the throwaway cluster that holds the migrated schema; new test
 /// databases are copied from it, which is much faster than migrating each one.
 const TEMPLATE: &str = "tasker_template";
+
+/// Why a test database could not be created or dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum TestDatabaseError {
+    /// The server could not be started or prepared. Kept as text: the first attempt's failure
+    /// is remembered and reported to every later caller of the process.
+    #[error("no server for test databases: {0}")]
+    Server(String),
+    #[error("connecting to {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("`{statement}` failed")]
+    Statement {
+        statement: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("preparing database {name}")]
+    Prepare {
+        name: String,
+        // boxed: the data layer's error is large and this one travels in every Result
+        #[source]
+        source: Box<TaskerError>,
+    },
+    #[error("preparing the throwaway cluster")]
+    Cluster(#[from] LocalPostgresError),
+    #[error("starting the throwaway cluster panicked")]
+    ClusterPanicked(#[source] tokio::task::JoinError),
+    #[error("building a runtime to drop database {name}")]
+    Runtime {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the thread dropping the database panicked")]
+    DropPanicked,
+}
 
 /// Where test databases are created.
 struct Server {
@@ -66,36 +106,57 @@ impl Drop for Dropper {
         // Drop runs inside the test's runtime, which cannot block on its own futures; a thread
         // with a runtime of its own does the work while this one waits, so the database is gone
         // when the test ends.
-        let outcome = std::thread::spawn(move || -> Result<(), String> {
+        let outcome = std::thread::spawn(move || -> Result<(), TestDatabaseError> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| format!("building a runtime: {e}"))?;
+                .map_err(|source| TestDatabaseError::Runtime {
+                    name: name.clone(),
+                    source,
+                })?;
             runtime.block_on(async {
-                let mut admin = PgConnection::connect(&admin_url)
-                    .await
-                    .map_err(|e| format!("connecting to {}: {e}", redact_url(&admin_url)))?;
+                let mut admin = connect_admin(&admin_url).await?;
                 drop_database(&mut admin, &name).await?;
                 let _ = admin.close().await;
                 Ok(())
             })
         })
         .join()
-        .unwrap_or_else(|_| Err("the dropping thread panicked".to_owned()));
-        if let Err(reason) = outcome {
-            eprintln!("warning: test database {} left behind: {reason}", self.name);
+        .unwrap_or(Err(TestDatabaseError::DropPanicked));
+        if let Err(e) = outcome {
+            eprintln!(
+                "warning: test database {} left behind: {}",
+                self.name,
+                display_chain(&e)
+            );
         }
     }
 }
 
 /// Drops database `name` through the `admin` connection, ending the sessions still open on it
 /// (`WITH (FORCE)`: pools that were never closed). The error names the statement.
-pub async fn drop_database(admin: &mut PgConnection, name: &str) -> Result<(), String> {
-    let statement = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-    match sqlx::query(&statement).execute(admin).await {
+pub async fn drop_database(admin: &mut PgConnection, name: &str) -> Result<(), TestDatabaseError> {
+    run(
+        admin,
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )
+    .await
+}
+
+async fn run(conn: &mut PgConnection, statement: String) -> Result<(), TestDatabaseError> {
+    match sqlx::query(&statement).execute(conn).await {
         Ok(_) => Ok(()),
-        Err(e) => Err(format!("{statement}: {e}")),
+        Err(source) => Err(TestDatabaseError::Statement { statement, source }),
     }
+}
+
+async fn connect_admin(admin_url: &str) -> Result<PgConnection, TestDatabaseError> {
+    PgConnection::connect(admin_url)
+        .await
+        .map_err(|source| TestDatabaseError::Connect {
+            url: redact_url(admin_url),
+            source,
+        })
 }
 
 impl TestDatabase {
@@ -104,41 +165,40 @@ impl TestDatabase {
     pub async fn new() -> Self {
         match Self::create().await {
             Ok(db) => db,
-            Err(reason) => panic!("could not create a test database: {reason}"),
+            Err(e) => panic!("could not create a test database: {}", display_chain(&e)),
         }
     }
 
     /// Creates a database.
-    pub async fn create() -> Result<Self, String> {
+    pub async fn create() -> Result<Self, TestDatabaseError> {
         let server = SERVER
-            .get_or_init(|| async { start_server().await })
+            .get_or_init(|| async { start_server().await.map_err(|e| display_chain(&e)) })
             .await
             .as_ref()
-            .map_err(Clone::clone)?;
+            .map_err(|reason| TestDatabaseError::Server(reason.clone()))?;
         let name = format!("tasker_test_{}", uuid::Uuid::now_v7().simple());
         {
             let _turn = CREATE_LOCK.lock().await;
-            let mut admin = PgConnection::connect(&server.admin_url)
-                .await
-                .map_err(|e| format!("connecting to {}: {e}", redact_url(&server.admin_url)))?;
+            let mut admin = connect_admin(&server.admin_url).await?;
             let statement = match &server.template {
                 Some(template) => format!("CREATE DATABASE {name} TEMPLATE {template}"),
                 None => format!("CREATE DATABASE {name}"),
             };
-            sqlx::query(&statement)
-                .execute(&mut admin)
-                .await
-                .map_err(|e| format!("{statement}: {e}"))?;
+            run(&mut admin, statement).await?;
             let _ = admin.close().await;
         }
         let url = replace_database(&server.admin_url, &name);
-        let pool = crate::database::connect(&url, 10)
+        let prepare = |source| TestDatabaseError::Prepare {
+            name: name.clone(),
+            source: Box::new(source),
+        };
+        let pool = tasker_shared::database::connect(&url, 10)
             .await
-            .map_err(|e| display_chain(&e))?;
+            .map_err(prepare)?;
         if server.template.is_none() {
-            crate::schema::migrate(&pool)
+            tasker_shared::schema::migrate(&pool)
                 .await
-                .map_err(|e| display_chain(&e))?;
+                .map_err(prepare)?;
         }
         // On the throwaway cluster the whole cluster goes when the process exits.
         let dropper = server._cluster.is_none().then(|| {
@@ -166,8 +226,8 @@ impl TestDatabase {
     }
 }
 
-async fn start_server() -> Result<Server, String> {
-    if let Some(url) = crate::database::database_url_from_env() {
+async fn start_server() -> Result<Server, TestDatabaseError> {
+    if let Some(url) = tasker_shared::database::database_url_from_env() {
         return Ok(Server {
             admin_url: url,
             template: None,
@@ -176,23 +236,24 @@ async fn start_server() -> Result<Server, String> {
     }
     let cluster = tokio::task::spawn_blocking(ThrowawayCluster::start)
         .await
-        .map_err(|e| format!("starting the throwaway cluster panicked: {e}"))?
-        .map_err(|e| display_chain(&e))?;
+        .map_err(TestDatabaseError::ClusterPanicked)??;
     let admin_url = cluster.cluster().url("postgres");
-    cluster
-        .cluster()
-        .ensure_database(TEMPLATE)
-        .await
-        .map_err(|e| display_chain(&e))?;
+    cluster.cluster().ensure_database(TEMPLATE).await?;
     let template_url = cluster.cluster().url(TEMPLATE);
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect(&template_url)
         .await
-        .map_err(|e| format!("connecting to the template database: {e}"))?;
-    crate::schema::migrate(&pool)
+        .map_err(|source| TestDatabaseError::Connect {
+            url: redact_url(&template_url),
+            source,
+        })?;
+    tasker_shared::schema::migrate(&pool)
         .await
-        .map_err(|e| display_chain(&e))?;
+        .map_err(|source| TestDatabaseError::Prepare {
+            name: TEMPLATE.to_owned(),
+            source: Box::new(source),
+        })?;
     // no session may stay connected to a template while it is copied
     pool.close().await;
     Ok(Server {
@@ -218,7 +279,6 @@ fn replace_database(url: &str, database: &str) -> String {
         None => format!("{base}/{database}"),
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,7 +300,7 @@ mod tests {
             .execute(&mut admin)
             .await
             .expect("creating the scratch database");
-        let session = crate::database::connect(&replace_database(admin_url, &name), 1)
+        let session = tasker_shared::database::connect(&replace_database(admin_url, &name), 1)
             .await
             .expect("connecting to the scratch database");
         sqlx::query("SELECT 1")

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection, Row};
 
-use crate::bench_support::runtime;
+use crate::executor::runtime;
 
 /// Set (to anything) by the timing runs: write every sample's CPU split to stderr.
 pub const SPLIT_ENV: &str = "TASKER_BENCH_CPU_SPLIT";

@@ -4,7 +4,7 @@
 //!
 //! The counting pass of `cargo xtask profile-baseline` runs a bench executable with
 //! `--profile-time` and [`STATS_ENV`] naming a file. Criterion opens and closes a window per
-//! benchmark through the profiler hook [`DbStats`]; inside it, [`crate::bench_support::timed`]
+//! benchmark through the profiler hook [`DbStats`]; inside it, [`crate::executor::timed`]
 //! reads the counters before and after every sample (outside the routine's clock), and the
 //! routines say how many iterations they ran through [`counted`] or [`each`]. What a bench
 //! closure does before its samples (starting a deployment, seeding data) is not counted; what
@@ -28,7 +28,7 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::bench_cpu::{self, CpuReading};
-use crate::bench_support::runtime;
+use crate::executor::runtime;
 
 /// The environment variable naming the file the counts are appended to.
 pub const STATS_ENV: &str = "TASKER_BENCH_DB_STATS";
@@ -88,7 +88,7 @@ pub(crate) async fn track_statements(pool: &sqlx::PgPool, name: &str) -> bool {
     }
 }
 
-/// Called by [`crate::bench_support::BenchDatabase::create`]: the counters are read for the
+/// Called by [`crate::bench_database::BenchDatabase::create`]: the counters are read for the
 /// databases this process works in.
 pub(crate) fn register_database(name: &str, url: &str) {
     lock(&DATABASES).push((name.to_owned(), url.to_owned()));
@@ -105,7 +105,7 @@ fn output_file() -> Option<PathBuf> {
 }
 
 /// The profiler hook the benches' criterion configuration installs
-/// ([`crate::bench_support::criterion_config`]).
+/// ([`crate::criterion_setup::criterion_config`]).
 #[derive(Default)]
 pub struct DbStats;
 
@@ -290,8 +290,9 @@ impl Window {
             }
         }
         if self.error.is_none() && self.samples == 0 {
-            self.error =
-                Some("no sample ran on `bench_support::timed`, so nothing was counted".to_owned());
+            self.error = Some(
+                "no sample ran on `tasker_test_support::timed`, so nothing was counted".to_owned(),
+            );
         }
         let mut statements: Vec<StatementCounts> = self.statements.into_values().collect();
         statements.sort_by(|a, b| b.exec_ns.cmp(&a.exec_ns).then(a.query.cmp(&b.query)));
