@@ -33,20 +33,7 @@ fn flags(target_dir: &str) -> Vec<&str> {
 
 /// The xtask on the fixture copy with the off-CPU plan.
 fn run(ws: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"));
-    cmd.arg("--workspace")
-        .arg(ws)
-        .arg("--plan")
-        .arg(ws.join("offcpu-plan.toml"))
-        .args(args)
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("XTASK_FIXTURE_UNCONTENDED")
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("GITHUB_STEP_SUMMARY");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run xtask")
+    support::xtask_with_plan(ws, "offcpu-plan.toml", args, env)
 }
 
 fn offcpu(run_dir: &Path) -> Value {

@@ -108,11 +108,16 @@ impl RunDir {
     /// The folded stacks of a target, when its profile has them. A file the manifest lists
     /// but the directory lacks is an error: the run is damaged.
     pub fn folded(&self, target: &TargetRecord) -> Result<Option<String>> {
-        let Some(rel) = target.profile.as_ref().and_then(|p| p.folded.as_ref()) else {
-            return Ok(None);
-        };
+        match target.profile.as_ref().and_then(|p| p.folded.as_ref()) {
+            Some(rel) => self.listed_file(rel).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A file the manifest lists, which must be there.
+    fn listed_file(&self, rel: &str) -> Result<String> {
         let path = self.dir.join(rel);
-        let text = std::fs::read_to_string(&path).with_context(|| {
+        std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "reading {} (listed in {} of the {}); {}",
                 path.display(),
@@ -120,8 +125,7 @@ impl RunDir {
                 self.role.name(),
                 self.role.remedy()
             )
-        })?;
-        Ok(Some(text))
+        })
     }
 
     /// The off-CPU folded stacks of a target and the profile's wall time, when its profile
@@ -134,16 +138,7 @@ impl RunDir {
         else {
             return Ok(None);
         };
-        let path = self.dir.join(&off.folded);
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "reading {} (listed in {} of the {}); {}",
-                path.display(),
-                MANIFEST_FILE,
-                self.role.name(),
-                self.role.remedy()
-            )
-        })?;
+        let text = self.listed_file(&off.folded)?;
         Ok(Some((text, profile.duration_secs)))
     }
 

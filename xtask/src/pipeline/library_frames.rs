@@ -4,7 +4,9 @@
 //! `__send` or `epoll_wait` name no code anyone here can change, their caller does. Inferno
 //! keeps the module of a frame only for unknown symbols, hence this pass over the text.
 
-use std::io::{BufRead, Read};
+use std::io::BufRead;
+
+use super::map_lines::MapLines;
 
 /// The suffix a shared library's frame gets.
 pub const LIBRARY_SUFFIX: &str = "_[lib]";
@@ -41,52 +43,14 @@ pub fn mark(line: &str) -> Option<String> {
 }
 
 /// `perf script`'s output with every shared library frame marked, line by line.
-pub struct Marked<R> {
-    inner: R,
-    line: String,
-    pos: usize,
-}
-
-impl<R: BufRead> Marked<R> {
-    pub fn new(inner: R) -> Self {
-        Marked {
-            inner,
-            line: String::new(),
-            pos: 0,
-        }
-    }
-}
-
-impl<R: BufRead> Read for Marked<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for Marked<R> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        if self.pos >= self.line.len() {
-            self.line.clear();
-            self.pos = 0;
-            self.inner.read_line(&mut self.line)?;
-            if let Some(marked) = mark(&self.line) {
-                self.line = marked;
-            }
-        }
-        Ok(&self.line.as_bytes()[self.pos..])
-    }
-
-    fn consume(&mut self, amt: usize) {
-        self.pos += amt;
-    }
+pub fn marked<R: BufRead>(inner: R) -> MapLines<R, impl FnMut(String) -> String> {
+    MapLines::new(inner, |line: String| mark(&line).unwrap_or(line))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
     use super::*;
 
     #[test]
@@ -115,7 +79,7 @@ mod tests {
     fn the_stream_reads_as_the_marked_lines() {
         let text = "e2e 1/1 1.0: 1 cpu-clock:\n\t1 __send+0x1 (/lib/libc.so.6)\n\t2 main+0x2 (/bin/e2e)\n\n";
         let mut out = String::new();
-        Marked::new(text.as_bytes())
+        marked(text.as_bytes())
             .read_to_string(&mut out)
             .expect("reads");
         assert_eq!(

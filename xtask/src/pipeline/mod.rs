@@ -9,6 +9,7 @@ pub mod database;
 pub mod database_report;
 pub mod library_frames;
 pub mod manifest;
+mod map_lines;
 pub mod offcpu;
 mod offcpu_report;
 pub mod outdir;

@@ -14,14 +14,15 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use inferno::collapse::Collapse;
 
-use super::library_frames::Marked;
+use super::library_frames::marked;
+use super::map_lines::MapLines;
 
 /// The tracepoint recorded next to the sampling event.
 pub const SWITCH_EVENT: &str = "sched:sched_switch";
@@ -77,9 +78,8 @@ fn fold_stacks(script: impl BufRead, blocked: &HashMap<SwitchOut, u64>) -> Resul
     let mut options = inferno::collapse::perf::Options::default();
     options.annotate_kernel = true;
     options.event_filter = Some(SWITCH_EVENT_NAME.to_owned());
-    let periods = WithPeriods::new(script, blocked);
     inferno::collapse::perf::Folder::from(options)
-        .collapse(Marked::new(BufReader::new(periods)), &mut folded)
+        .collapse(marked(with_periods(script, blocked)), &mut folded)
         .context("folding the off-CPU stacks")?;
     String::from_utf8(folded).context("off-CPU stacks are not UTF-8")
 }
@@ -191,90 +191,45 @@ fn blocked_times(script: impl BufRead, pids: &BTreeSet<u32>) -> Result<HashMap<S
 
 /// The second pass's text with every switch-out header given its blocked time as perf's
 /// period (`comm pid/tid time: <µs> sched:sched_switch:`), which inferno sums; every other
-/// record (the sampling event's, switches never switched back in) is dropped with its stack.
-struct WithPeriods<'b, R> {
+/// record (switches never switched back in, a sample's) is dropped with its stack.
+fn with_periods<R: BufRead>(
     inner: R,
-    blocked: &'b HashMap<SwitchOut, u64>,
-    line: String,
-    pos: usize,
-    /// Whether the lines of the current record are passed on.
-    keep: bool,
-}
-
-impl<'b, R: BufRead> WithPeriods<'b, R> {
-    fn new(inner: R, blocked: &'b HashMap<SwitchOut, u64>) -> Self {
-        WithPeriods {
-            inner,
-            blocked,
-            line: String::new(),
-            pos: 0,
-            keep: false,
-        }
-    }
-
-    /// The line to pass on for `line`, empty when it is dropped.
-    fn rewrite(&mut self, line: &str) -> String {
+    blocked: &HashMap<SwitchOut, u64>,
+) -> MapLines<R, impl FnMut(String) -> String + '_> {
+    // Whether the lines of the current record are passed on.
+    let mut keep = false;
+    MapLines::new(inner, move |line: String| {
         if line.starts_with(char::is_whitespace) || line.trim().is_empty() {
-            return if self.keep {
-                line.to_owned()
-            } else {
-                String::new()
-            };
+            return if keep { line } else { String::new() };
         }
-        self.keep = false;
-        let marker = format!(" {SWITCH_EVENT}:");
-        let Some(at) = line.find(&marker) else {
-            return String::new();
-        };
-        let head = &line[..at];
-        let mut words = head.rsplit(' ');
-        let time = words.next().unwrap_or("").trim_end_matches(':');
-        let tid = words
-            .find(|w| !w.is_empty())
-            .and_then(|ids| ids.rsplit('/').next())
-            .and_then(|t| t.parse::<u32>().ok());
-        match tid.and_then(|tid| self.blocked.get(&(tid, time.to_owned()))) {
-            Some(us) => {
-                self.keep = true;
-                format!("{head} {us} {SWITCH_EVENT}:\n")
-            }
-            None => String::new(),
-        }
-    }
+        let period = switch_out(&line).and_then(|(head, tid, time)| {
+            blocked
+                .get(&(tid, time.to_owned()))
+                .map(|us| format!("{head} {us} {SWITCH_EVENT}:\n"))
+        });
+        keep = period.is_some();
+        period.unwrap_or_default()
+    })
 }
 
-impl<R: BufRead> Read for WithPeriods<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for WithPeriods<'_, R> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        while self.pos >= self.line.len() {
-            let mut raw = String::new();
-            if self.inner.read_line(&mut raw)? == 0 {
-                self.line.clear();
-                self.pos = 0;
-                break;
-            }
-            self.line = self.rewrite(&raw);
-            self.pos = 0;
-        }
-        Ok(&self.line.as_bytes()[self.pos..])
-    }
-
-    fn consume(&mut self, amt: usize) {
-        self.pos += amt;
-    }
+/// A switch record's header (`comm pid/tid time:`), thread and time, from its first line.
+fn switch_out(line: &str) -> Option<(&str, u32, &str)> {
+    let head = &line[..line.find(&format!(" {SWITCH_EVENT}:"))?];
+    let mut words = head.rsplit(' ');
+    let time = words.next()?.trim_end_matches(':');
+    let tid = words
+        .find(|w| !w.is_empty())?
+        .rsplit('/')
+        .next()?
+        .parse()
+        .ok()?;
+    Some((head, tid, time))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
     use super::*;
 
     fn fixture(name: &str) -> String {
@@ -370,7 +325,7 @@ worker   700/702 10.000200: sched:sched_switch: \n\
 \t55 app::other (/bin/app)\n\
 \n";
         let mut out = String::new();
-        WithPeriods::new(text.as_bytes(), &blocked)
+        with_periods(text.as_bytes(), &blocked)
             .read_to_string(&mut out)
             .expect("reads");
         assert_eq!(

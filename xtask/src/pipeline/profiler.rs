@@ -185,8 +185,8 @@ impl ProfilePass<'_> {
 /// The file samply saves its recording to, in the target's profile directory.
 const SAMPLY_PROFILE: &str = "profile.json.gz";
 
-/// Server functions listed in the manifest.
-const SERVER_TOP: usize = 10;
+/// Functions listed in the manifest for the server's and the off-CPU profiles.
+const SIDE_TOP: usize = 10;
 
 impl ProfilePass<'_> {
     /// PostgreSQL's samples in the whole-machine recording: folded, drawn and ranked on
@@ -208,32 +208,65 @@ impl ProfilePass<'_> {
         if samples == 0 {
             return Ok(None);
         }
-        std::fs::write(dir.join("server-folded.txt"), &folded)
-            .context("writing the server's folded stacks")?;
-        let svg = dir.join("server-flamegraph.svg");
-        render_flamegraph(&folded, &svg, &format!("PostgreSQL during {}", self.title))?;
-        let analysis = crate::analysis::analyse(
+        let kept = self.keep_beside(
+            dir,
+            "server",
             &folded,
+            flamegraph_options(&format!("PostgreSQL during {}", self.title)),
+        )?;
+        Ok(Some(ServerProfile {
+            folded: kept.folded,
+            flamegraph: Some(kept.flamegraph),
+            samples,
+            top_self: kept.top_self,
+        }))
+    }
+
+    /// A profile kept beside the program's on-CPU one (the server's, the off-CPU one):
+    /// written as `<kind>-folded.txt`, drawn as `<kind>-flamegraph.svg`, and ranked.
+    fn keep_beside(
+        &self,
+        dir: &Path,
+        kind: &str,
+        folded: &str,
+        options: inferno::flamegraph::Options<'_>,
+    ) -> Result<KeptProfile> {
+        let t = self.target;
+        let (folded_name, svg_name) = (
+            format!("{kind}-folded.txt"),
+            format!("{kind}-flamegraph.svg"),
+        );
+        std::fs::write(dir.join(&folded_name), folded)
+            .with_context(|| format!("writing {folded_name}"))?;
+        render_with(folded, &dir.join(&svg_name), options)?;
+        let analysis = crate::analysis::analyse(
+            folded,
             crate::analysis::Options {
                 hot_path_pct: t.thresholds.hot_path_pct,
                 first_frame_is_process: true,
             },
         )?;
-        Ok(Some(ServerProfile {
-            folded: format!("profiles/{}/server-folded.txt", t.name),
-            flamegraph: Some(format!("profiles/{}/server-flamegraph.svg", t.name)),
-            samples,
+        Ok(KeptProfile {
+            folded: format!("profiles/{}/{folded_name}", t.name),
+            flamegraph: format!("profiles/{}/{svg_name}", t.name),
             top_self: analysis
                 .top_self
                 .iter()
-                .take(SERVER_TOP)
+                .take(SIDE_TOP)
                 .map(|f| TopFunction {
                     function: f.function.clone(),
                     self_pct: f.self_pct,
                 })
                 .collect(),
-        }))
+        })
     }
+}
+
+/// What [`ProfilePass::keep_beside`] wrote, relative to the output directory.
+struct KeptProfile {
+    folded: String,
+    flamegraph: String,
+    top_self: Vec<TopFunction>,
 }
 
 /// The sampling event as inferno's folder names it (`cpu-clock` and `cpu-clock:u` alike).
@@ -248,45 +281,26 @@ impl ProfilePass<'_> {
         raw: &Path,
         pids: &BTreeSet<u32>,
     ) -> Result<Option<OffCpuProfile>> {
-        let t = self.target;
         let log = self
             .out
             .join("logs")
-            .join(&t.name)
+            .join(&self.target.name)
             .join("perf-script-offcpu.log");
         let off = offcpu::fold(raw, pids, &log)?;
         if off.switches == 0 {
             return Ok(None);
         }
-        std::fs::write(dir.join("offcpu-folded.txt"), &off.folded)
-            .context("writing the off-CPU folded stacks")?;
-        let svg = dir.join("offcpu-flamegraph.svg");
         let mut options = flamegraph_options(&format!("Off-CPU time of {}", self.title));
         options.count_name = "µs blocked".to_owned();
         options.colors =
             inferno::flamegraph::Palette::Basic(inferno::flamegraph::color::BasicPalette::Blue);
-        render_with(&off.folded, &svg, options)?;
-        let analysis = crate::analysis::analyse(
-            &off.folded,
-            crate::analysis::Options {
-                hot_path_pct: t.thresholds.hot_path_pct,
-                first_frame_is_process: true,
-            },
-        )?;
+        let kept = self.keep_beside(dir, "offcpu", &off.folded, options)?;
         Ok(Some(OffCpuProfile {
-            folded: format!("profiles/{}/offcpu-folded.txt", t.name),
-            flamegraph: Some(format!("profiles/{}/offcpu-flamegraph.svg", t.name)),
+            folded: kept.folded,
+            flamegraph: Some(kept.flamegraph),
             switches: off.switches,
             blocked_secs: off.blocked_us as f64 / 1e6,
-            top_self: analysis
-                .top_self
-                .iter()
-                .take(SERVER_TOP)
-                .map(|f| TopFunction {
-                    function: f.function.clone(),
-                    self_pct: f.self_pct,
-                })
-                .collect(),
+            top_self: kept.top_self,
         }))
     }
 }
@@ -532,7 +546,7 @@ fn fold_selection(raw: &Path, log: &Path, selection: &[String], switches: bool) 
     options.event_filter = Some(SAMPLING_EVENT.to_owned());
     let mut folder = inferno::collapse::perf::Folder::from(options);
     let collapsed = folder.collapse(
-        super::library_frames::Marked::new(BufReader::new(stdout)),
+        super::library_frames::marked(BufReader::new(stdout)),
         &mut folded,
     );
     let status = child.wait().context("waiting for `perf script`")?;

@@ -61,14 +61,25 @@ fn copy_dir(from: &Path, to: &Path) {
 /// Runs the xtask against the fixture workspace with a clean environment: no slow switch,
 /// no GitHub Actions variables, unless `env` sets them.
 pub fn xtask(workspace: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    xtask_with_plan(workspace, "profile-plan.toml", args, env)
+}
+
+/// [`xtask`] with another of the fixture's plans (`offcpu-plan.toml`).
+pub fn xtask_with_plan(
+    workspace: &Path,
+    plan: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
     cmd.arg("--workspace")
         .arg(workspace)
         .arg("--plan")
-        .arg(workspace.join("profile-plan.toml"))
+        .arg(workspace.join(plan))
         .args(args)
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("XTASK_FIXTURE_SLOW")
+        .env_remove("XTASK_FIXTURE_UNCONTENDED")
         .env_remove("GITHUB_ACTIONS")
         .env_remove("GITHUB_STEP_SUMMARY");
     for (k, v) in env {
