@@ -134,6 +134,12 @@ pub struct RunArgs {
     /// way samply records on Linux, so the two profilers can be compared like for like.
     #[arg(long)]
     pub perf_per_thread: bool,
+    /// Have perf unwind call stacks from the binaries' unwind tables (`--call-graph dwarf`)
+    /// instead of frame pointers: bigger recordings and slower folding, but a function that
+    /// called a frameless one (libc's `syscall`, the vDSO's clock) keeps its place, as under
+    /// samply.
+    #[arg(long)]
+    pub perf_dwarf: bool,
 }
 
 #[derive(Debug, Args)]

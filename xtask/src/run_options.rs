@@ -75,6 +75,7 @@ pub fn options(
         frequency: run.frequency,
         off_cpu: !run.no_off_cpu,
         perf_per_thread: run.perf_per_thread,
+        perf_dwarf: run.perf_dwarf,
         command_line: std::env::args().collect(),
         workspace: root.to_owned(),
         measured: None,

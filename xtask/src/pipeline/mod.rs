@@ -77,6 +77,8 @@ pub struct Options {
     pub off_cpu: bool,
     /// perf samples the program's threads only (`--perf-per-thread`).
     pub perf_per_thread: bool,
+    /// perf unwinds with DWARF (`--perf-dwarf`).
+    pub perf_dwarf: bool,
     pub command_line: Vec<String>,
 }
 
@@ -293,6 +295,7 @@ fn check_profiler(
         perf.system_wide = false;
         perf.off_cpu = false;
     }
+    perf.dwarf = opts.perf_dwarf;
     match opts.profiler {
         ProfilerChoice::Perf => {
             if !tools.contains_key("perf") {

@@ -328,6 +328,8 @@ pub struct PerfSetup {
     /// ([`super::offcpu`]). Needs whole-machine recording and the tracepoint: root, or
     /// `kernel.perf_event_paranoid` -1.
     pub off_cpu: bool,
+    /// Stacks unwound from DWARF unwind tables rather than frame pointers.
+    pub dwarf: bool,
 }
 
 impl PerfSetup {
@@ -337,6 +339,7 @@ impl PerfSetup {
         let paranoid = crate::probe::readings().perf_event_paranoid;
         PerfSetup {
             off_cpu: off_cpu && (is_root || paranoid.is_some_and(|p| p <= -1)),
+            dwarf: false,
             // Kernel samples are off-limits to a normal user at level 2; ask for user space.
             event: if !is_root && paranoid.is_some_and(|p| p >= 2) {
                 "cpu-clock:u".to_owned()
@@ -376,7 +379,12 @@ pub fn perf_record_args(perf: &PerfSetup, frequency: u32, output: &Path) -> Vec<
             frequency.to_string(),
         ]);
     }
-    args.extend(["-g".into(), "-o".into(), output.display().to_string()]);
+    if perf.dwarf {
+        args.extend(["--call-graph".into(), "dwarf".into()]);
+    } else {
+        args.push("-g".into());
+    }
+    args.extend(["-o".into(), output.display().to_string()]);
     args
 }
 
@@ -685,6 +693,7 @@ mod tests {
             event: "cpu-clock".into(),
             system_wide: true,
             off_cpu: false,
+            dwarf: false,
         };
         let err = fold_perf(&raw, &log, &perf).unwrap_err();
         assert!(
@@ -705,6 +714,7 @@ mod tests {
             event: "cpu-clock".into(),
             system_wide: true,
             off_cpu: false,
+            dwarf: false,
         };
         let args = perf_record_args(&perf, 249, out);
         assert_eq!(
@@ -730,6 +740,12 @@ mod tests {
         perf.off_cpu = false;
         perf.system_wide = false;
         assert!(!perf_record_args(&perf, 249, out).contains(&"-a".to_owned()));
+        perf.dwarf = true;
+        let args = perf_record_args(&perf, 249, out).join(" ");
+        assert!(
+            args.contains("--call-graph dwarf") && !args.contains(" -g "),
+            "{args}"
+        );
     }
 
     #[test]
