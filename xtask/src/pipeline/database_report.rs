@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::counting::{BenchmarkCost, DatabaseFile, PerIteration};
-use super::manifest::{Manifest, ServerProfile};
+use super::manifest::{Manifest, ServerProfile, TopFunction};
 
 /// Statements listed per target.
 const TOP_STATEMENTS: usize = 5;
@@ -55,12 +55,19 @@ fn server_functions(out: &mut String, target: &str, server: &ServerProfile) {
         out,
         "\n### {target}: PostgreSQL's hot functions\n\n{} samples of the server's processes{}.\n\n| Function | Self |\n|---|---:|",
         server.samples,
-        server
-            .flamegraph
-            .as_ref()
-            .map_or_else(String::new, |svg| format!("; flamegraph: [{svg}]({svg})"))
+        flamegraph_link(server.flamegraph.as_deref())
     );
-    for f in server.top_self.iter().take(TOP_STATEMENTS) {
+    function_rows(out, &server.top_self, TOP_STATEMENTS);
+}
+
+/// `; flamegraph: [path](path)` when there is one.
+pub fn flamegraph_link(svg: Option<&str>) -> String {
+    svg.map_or_else(String::new, |svg| format!("; flamegraph: [{svg}]({svg})"))
+}
+
+/// The first `n` functions as Markdown table rows, `| `function` | share |`.
+pub fn function_rows(out: &mut String, functions: &[TopFunction], n: usize) {
+    for f in functions.iter().take(n) {
         let _ = writeln!(
             out,
             "| `{}` | {:.1}% |",

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::database_report::{flamegraph_link, function_rows};
 use super::manifest::Manifest;
 
 /// Functions listed per target.
@@ -31,17 +32,8 @@ pub fn section(out: &mut String, m: &Manifest) {
             "### {name}: where its threads blocked\n\n{} switches, {:.2} s blocked{}.\n\n| Function | Share of blocked time |\n|---|---:|",
             off.switches,
             off.blocked_secs,
-            off.flamegraph
-                .as_ref()
-                .map_or_else(String::new, |svg| format!("; flamegraph: [{svg}]({svg})"))
+            flamegraph_link(off.flamegraph.as_deref())
         );
-        for f in off.top_self.iter().take(TOP_WAITERS) {
-            let _ = writeln!(
-                out,
-                "| `{}` | {:.1}% |",
-                f.function.replace('|', "\\|").replace('`', "'"),
-                f.self_pct
-            );
-        }
+        function_rows(out, &off.top_self, TOP_WAITERS);
     }
 }
