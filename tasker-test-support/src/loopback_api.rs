@@ -29,6 +29,12 @@ pub enum LoopbackError {
         #[source]
         source: ClientError,
     },
+    #[error("the API at {base_url} did not answer its health check")]
+    Health {
+        base_url: String,
+        #[source]
+        source: ClientError,
+    },
     #[error("the API server's task panicked or was cancelled")]
     Task(#[source] JoinError),
     #[error("the API server ended with an error")]
@@ -47,7 +53,9 @@ pub struct LoopbackApi {
 }
 
 impl LoopbackApi {
-    /// Binds `127.0.0.1:0` and spawns `serve(listener, shutdown)` on the current runtime.
+    /// Binds `127.0.0.1:0`, spawns `serve(listener, shutdown)` on the current runtime and
+    /// waits for its health check. That first request also opens the client's keep-alive
+    /// connection, so a benchmark's first measured request does not pay for it.
     pub async fn start<S, F>(serve: S) -> Result<Self, LoopbackError>
     where
         S: FnOnce(TcpListener, Shutdown) -> F,
@@ -67,12 +75,21 @@ impl LoopbackApi {
             let _ = stopped.await;
         });
         let server = tokio::spawn(serve(listener, shutdown));
-        Ok(Self {
+        let api = Self {
             base_url,
             client,
             stop: Mutex::new(Some(stop)),
             server: Mutex::new(Some(server)),
-        })
+        };
+        // On failure `api` is dropped, which asks the server to stop.
+        api.client
+            .health()
+            .await
+            .map_err(|source| LoopbackError::Health {
+                base_url: api.base_url.clone(),
+                source,
+            })?;
+        Ok(api)
     }
 
     /// Asks the server to stop and waits until it has (the API ends its long polls and

@@ -110,10 +110,6 @@ impl Deployment {
         let api = LoopbackApi::start(|listener, shutdown| serve(listener, state, shutdown))
             .await
             .expect("starting the API on 127.0.0.1");
-        api.client
-            .health()
-            .await
-            .expect("the API answers its health check");
 
         let orchestrator = Orchestrator::start(
             db.new_pool(10).await,
