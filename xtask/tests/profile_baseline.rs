@@ -5,7 +5,11 @@
 
 mod support;
 
-use support::{fixture_copy, read_json, require_perf, stderr, svg_titles, xtask, xtask_bare, HOT};
+use serde_json::Value;
+use support::{
+    fixture_copy, read_json, require_perf, shared_target_dir, stderr, svg_titles, xtask,
+    xtask_bare, HOT, MEASURING,
+};
 
 #[test]
 fn profile_baseline_finds_the_hot_function_and_protects_the_baseline() {
@@ -106,23 +110,8 @@ fn profile_baseline_finds_the_hot_function_and_protects_the_baseline() {
         .as_array()
         .and_then(|ts| ts.iter().find(|t| t["name"] == "fixture-bench"))
         .expect("bench analysis");
-    let top = &bench["analysis"]["top_self"];
-    assert!(
-        top[0]["function"]
-            .as_str()
-            .is_some_and(|f| f.ends_with(HOT)),
-        "{top}"
-    );
-    assert!(
-        top[0]["self_pct"].as_f64().is_some_and(|p| p > 50.0),
-        "{top}"
-    );
-    assert!(
-        top[1]["function"]
-            .as_str()
-            .is_some_and(|f| f.ends_with("xtask_fixture_cold_helper")),
-        "{top}"
-    );
+    let hot_pct = hot_then_cold(&bench["analysis"]["top_self"]);
+    assert!(hot_pct > 50.0, "{hot_pct}");
 
     // Criterion estimates are read, copied and summarised per run.
     let timings = read_json(&out.join("timings.json"));
@@ -209,11 +198,15 @@ fn unknown_target_and_malformed_plan_are_clear_errors() {
         text.replace("category = \"component\"", "category = \"componnet\""),
     )
     .expect("write");
+    let line = 1 + text
+        .lines()
+        .position(|l| l == "category = \"component\"")
+        .expect("the bench's category");
     let o = xtask(&ws, &["profile-baseline", "--profiler", "none"], &[]);
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
-        err.contains("profile-plan.toml:7") && err.contains("componnet"),
+        err.contains(&format!("profile-plan.toml:{line}:")) && err.contains("componnet"),
         "{err}"
     );
     assert!(
@@ -266,4 +259,68 @@ fn check_env_reports_json() {
         .iter()
         .all(|f| ["ok", "warn", "fail"].contains(&f["status"].as_str().unwrap_or(""))));
     assert_eq!(o.status.success(), report["worst"] != "fail");
+}
+
+/// `--perf-dwarf` has perf unwind from the binaries' unwind tables, as samply does: the
+/// fixture ranks the same under it as in the samply recording kept beside the folding's unit
+/// tests (hot function first with most of the time, cold helper second).
+#[test]
+fn perf_unwinding_from_the_unwind_tables_ranks_the_fixture_like_samply() {
+    require_perf();
+    let _turn = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let (tmp, ws) = fixture_copy();
+    let target_dir = shared_target_dir();
+    let out = tmp.path().join("dwarf");
+    let run = xtask(
+        &ws,
+        &[
+            "profile-baseline",
+            "--quick",
+            "--only",
+            "fixture-bench",
+            "--profiler",
+            "perf",
+            "--perf-dwarf",
+            "--perf-per-thread",
+            "--frequency",
+            "999",
+            "--no-clean",
+            "--allow-interference",
+            "--target-dir",
+            target_dir.to_str().expect("utf-8 path"),
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ],
+        &[],
+    );
+    assert!(
+        run.status.success(),
+        "profile-baseline failed:\n{}",
+        stderr(&run)
+    );
+
+    let manifest = read_json(&out.join("manifest.json"));
+    let command: Vec<&str> = manifest["targets"][0]["profile"]["command"]
+        .as_array()
+        .expect("the profiler's command line")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        command.windows(2).any(|w| w == ["--call-graph", "dwarf"]) && !command.contains(&"-a"),
+        "{command:?}"
+    );
+    let analysis = read_json(&out.join("analysis.json"));
+    let hot_pct = hot_then_cold(&analysis["targets"][0]["analysis"]["top_self"]);
+    // The samply recording's share of the hot function lies in 55–92 %.
+    assert!((55.0..92.0).contains(&hot_pct), "{hot_pct}");
+}
+
+/// Asserts the fixture's ranking by self time (its hot function first, the cold helper
+/// second) and returns the hot function's share.
+fn hot_then_cold(top: &Value) -> f64 {
+    let name = |i: usize| top[i]["function"].as_str().unwrap_or_default();
+    assert!(name(0).ends_with(HOT), "{top}");
+    assert!(name(1).ends_with("xtask_fixture_cold_helper"), "{top}");
+    top[0]["self_pct"].as_f64().expect("a share")
 }
