@@ -343,6 +343,56 @@ fn profile_post_passes_an_unchanged_rerun_and_catches_a_doubled_hot_function() {
     ]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
 
+    // A baseline whose profiles were unwound another way: the timings are judged as before,
+    // the profile signals are listed but not judged.
+    let unwound = tmp.path().join("other-unwinding");
+    copy_run(&baseline_dir, &unwound);
+    edit_manifest(&unwound, |m| {
+        for t in m["targets"].as_array_mut().expect("targets") {
+            let command = t["profile"]["command"].as_array_mut().expect("command");
+            let at = command.iter().position(|a| a == "-g").expect("perf's -g");
+            command.splice(at..=at, ["--call-graph".into(), "dwarf".into()]);
+        }
+    });
+    let reread = tmp.path().join("u1");
+    let o = xtask_bare(&[
+        "compare",
+        unwound.to_str().expect("utf-8"),
+        slow_dir.to_str().expect("utf-8"),
+        "--out",
+        reread.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code(&o), 1, "the timing regression stands: {}", stderr(&o));
+    let c = read_json(&reread.join("comparison.json"));
+    let why = c["comparability"]["profiles_blocked"]
+        .as_str()
+        .expect("profiles not judged");
+    assert!(
+        why.contains("unwound differently") && why.contains("frame pointers"),
+        "{why}"
+    );
+    assert!(
+        stderr(&o).contains(&format!("warning: {why}")),
+        "{}",
+        stderr(&o)
+    );
+    let profile_signals: Vec<&Value> = c["signals"]
+        .as_array()
+        .expect("signals")
+        .iter()
+        .filter(|s| s["target"] == "fixture-bench" && s["benchmark"].is_null())
+        .collect();
+    assert!(profile_signals.len() >= 4, "{profile_signals:?}");
+    for s in profile_signals {
+        assert_eq!(s["fired"], false, "{s}");
+        assert!(
+            s["summary"].as_str().is_some_and(
+                |t| t.starts_with("not judged (the profiles were recorded differently")
+            ),
+            "{s}"
+        );
+    }
+
     // Damaged inputs: exit 2 naming the file, and the existing report stays as it was.
     let report_before = std::fs::read(slow_dir.join("comparison.md")).expect("report");
     let damaged = |name: &str, edit: &dyn Fn(&Path)| {

@@ -6,6 +6,7 @@
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
+use super::recording::Recording;
 use crate::pipeline::manifest::{Manifest, TargetRecord};
 
 /// How strictly the two runs' machines must match for timings to be judged.
@@ -37,6 +38,9 @@ pub struct Comparability {
     pub host_policy: HostPolicy,
     /// Why timing verdicts cannot be given, when they cannot.
     pub timings_blocked: Option<String>,
+    /// Why the profiles cannot be judged function by function, when they cannot.
+    #[serde(default)]
+    pub profiles_blocked: Option<String>,
     pub findings: Vec<Finding>,
 }
 
@@ -106,6 +110,7 @@ pub fn check(base: &Manifest, post: &Manifest, policy: HostPolicy) -> Result<Com
         same_hardware: host.same_hardware,
         host_policy: policy,
         timings_blocked,
+        profiles_blocked: super::recording::profiles_blocked(base, post),
         findings: findings.0,
     })
 }
@@ -233,17 +238,19 @@ fn record_settings(findings: &mut Findings, base: &Manifest, post: &Manifest) {
         "a compiler change alone can move timings",
     );
     let profiler = |m: &Manifest| {
-        format!(
-            "{} at {} Hz",
-            m.options.profiler.name(),
-            m.options.sample_frequency_hz
-        )
+        let how = Recording::of(m)
+            .map_or_else(|| m.options.profiler.name().to_owned(), |r| r.to_string());
+        format!("{how} at {} Hz", m.options.sample_frequency_hz)
     };
     findings.differ(
         "profiler",
         profiler(base),
         profiler(post),
-        "profiles compared by share only",
+        if super::recording::profiles_blocked(base, post).is_some() {
+            "profile signals not judged"
+        } else {
+            "profiles compared by share only"
+        },
     );
     let build = |m: &Manifest| format!("{} with `{}`", m.build.cargo_profile, m.build.rustflags);
     findings.differ(

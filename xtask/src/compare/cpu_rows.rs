@@ -135,6 +135,7 @@ mod tests {
     fn context(paired: bool) -> RowContext<'static> {
         RowContext {
             blocked: None,
+            profiles_blocked: None,
             busy: false,
             paired,
         }

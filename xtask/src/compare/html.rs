@@ -152,6 +152,13 @@ fn comparability_section(out: &mut String, c: &Comparison) {
             escape(reason)
         );
     }
+    if let Some(reason) = &c.comparability.profiles_blocked {
+        let _ = writeln!(
+            out,
+            "<p class=\"inconclusive\">Profile signals are not judged: {}</p>",
+            escape(reason)
+        );
+    }
     if c.comparability.findings.is_empty() {
         out.push_str("<p>Same host, hardware, toolchain, profiler, build and options.</p>\n");
     } else {

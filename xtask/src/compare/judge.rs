@@ -102,6 +102,8 @@ fn seen_from(dir: &Path, from: &Path) -> String {
 pub(super) struct RowContext<'a> {
     /// Why timings cannot be judged (different hosts), if so.
     pub(super) blocked: Option<&'a str>,
+    /// Why the profiles cannot be judged function by function (recorded differently), if so.
+    pub(super) profiles_blocked: Option<&'a str>,
     /// Whether either run was measured under a failed interference check.
     pub(super) busy: bool,
     /// Whether the two runs are the two sides of one paired session, run `k` of one
@@ -520,6 +522,7 @@ pub fn judge(base: &RunDir, post: &RunDir, opts: &Options) -> Result<Judged> {
     let measured = measurement(base, post);
     let context = RowContext {
         blocked: comparability.timings_blocked.as_deref(),
+        profiles_blocked: comparability.profiles_blocked.as_deref(),
         // A busy machine shifts a whole session; the two sides of a paired one alike.
         busy: !measured.paired
             && [&base.manifest, &post.manifest]
@@ -633,7 +636,12 @@ fn judge_target(
             )),
         },
     }
-    compare_profiles(base, post, b, p, t, out)
+    let first_signal = out.signals.len();
+    compare_profiles(base, post, b, p, t, out)?;
+    if context.profiles_blocked.is_some() {
+        profiles::not_judged(&mut out.signals[first_signal..]);
+    }
+    Ok(())
 }
 
 fn has_timings(base: &RunDir, post: &RunDir, name: &str) -> bool {

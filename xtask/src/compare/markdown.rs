@@ -195,6 +195,9 @@ fn comparability_section(out: &mut String, c: &Comparison) {
     if let Some(reason) = &c.comparability.timings_blocked {
         let _ = writeln!(out, "**Timing verdicts are inconclusive:** {reason}.\n");
     }
+    if let Some(reason) = &c.comparability.profiles_blocked {
+        let _ = writeln!(out, "**Profile signals are not judged:** {reason}.\n");
+    }
     if c.comparability.findings.is_empty() {
         out.push_str("Same host, hardware, toolchain, profiler, build and options.\n\n");
     } else {

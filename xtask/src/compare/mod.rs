@@ -13,6 +13,7 @@ mod markdown;
 pub mod model;
 mod output;
 mod profiles;
+mod recording;
 mod run_dir;
 pub mod statements;
 #[cfg(test)]
@@ -67,7 +68,13 @@ pub fn conclude(command: &str, out: &Path, result: &Result<Comparison>) -> ExitC
         Ok(c) => {
             print!("{}", markdown::terminal(c));
             let _ = std::io::stdout().flush();
-            if let Some(reason) = &c.comparability.timings_blocked {
+            for reason in [
+                &c.comparability.timings_blocked,
+                &c.comparability.profiles_blocked,
+            ]
+            .into_iter()
+            .flatten()
+            {
                 eprintln!("warning: {reason}");
             }
             for f in &c.comparability.findings {

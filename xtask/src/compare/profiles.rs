@@ -325,6 +325,19 @@ pub struct Signal {
     pub evidence: Vec<Evidence>,
 }
 
+/// Keeps `signals` in the report with what they show, but unfired: the two profiles were
+/// recorded in ways that put the same time under other functions (the comparability
+/// section says how).
+pub fn not_judged(signals: &mut [Signal]) {
+    for s in signals {
+        s.fired = false;
+        s.summary = format!(
+            "not judged (the profiles were recorded differently, see comparability): {}",
+            s.summary
+        );
+    }
+}
+
 /// The profile-based signals of one target.
 pub fn signals(target: &str, before: &Counts, after: &Counts, t: &Thresholds) -> Vec<Signal> {
     let mut out = vec![new_hot_path(target, before, after, t)];
