@@ -88,6 +88,7 @@ pub fn benchmark(id: &str, runs: &[(f64, Option<f64>)]) -> BenchmarkTimings {
                     run_delay_secs: 2.0 * (1.0 - f),
                     threads: 1,
                     measurement_phase: true,
+                    steal_share: 0.0,
                 }),
                 cpu_split: None,
             })

@@ -1,7 +1,8 @@
 //! CPU contention of a measured process: runs a command to completion while sampling, for
 //! every thread, the CPU time and the run-queue delay (time spent runnable but waiting for a
-//! CPU) from Linux's `/proc/<pid>/task/<tid>/schedstat`, as a time series, and timestamps
-//! each line the command writes to stderr (where criterion reports its phases).
+//! CPU) from Linux's `/proc/<pid>/task/<tid>/schedstat`, and the machine's steal time (what
+//! the hypervisor ran elsewhere, from `/proc/stat`), as a time series, and timestamps each
+//! line the command writes to stderr (where criterion reports its phases).
 //!
 //! Why: criterion measures wall-clock time, and on a shared machine the same code measures
 //! 2× slower when other work competes for the cores (seen on the 2-core build machine:
@@ -39,20 +40,33 @@ pub struct RunUsage {
     /// lines) rather than the whole run.
     #[serde(default)]
     pub measurement_phase: bool,
+    /// The share of the machine's CPU time its hypervisor gave to others meanwhile (steal
+    /// time; 0 on bare metal and in older records).
+    #[serde(default)]
+    pub steal_share: f64,
 }
 
 impl RunUsage {
     /// The share of the wall time that was not spent waiting for a CPU, in (0, 1]:
-    /// `1 − delay / max(wall, cpu + delay)`. Multiplying a wall-clock estimate by it removes
-    /// the waiting. For a single-threaded process the delay lies on its critical path, so
-    /// this is `(wall − delay) / wall`; for several threads runnable at once,
-    /// `cpu + delay > wall` and the delay is spread across them, giving `cpu / (cpu + delay)`.
+    /// `(1 − delay / max(wall, cpu + delay)) · (1 − steal)`. Multiplying a wall-clock
+    /// estimate by it removes the waiting. For a single-threaded process the delay lies on
+    /// its critical path, so the first factor is `(wall − delay) / wall`; for several threads
+    /// runnable at once, `cpu + delay > wall` and the delay is spread across them, giving
+    /// `cpu / (cpu + delay)`. Time stolen by the hypervisor while a thread runs counts as
+    /// neither CPU time nor delay in the guest, only as wall time; the machine's steal share
+    /// is the best estimate of how much of it the process lost.
     pub fn contention_factor(&self) -> f64 {
         let denominator = self.wall_secs.max(self.cpu_secs + self.run_delay_secs);
         if denominator.is_nan() || denominator <= 0.0 || !self.run_delay_secs.is_finite() {
             return 1.0;
         }
-        (1.0 - self.run_delay_secs / denominator).clamp(0.01, 1.0)
+        let queued = (1.0 - self.run_delay_secs / denominator).clamp(0.01, 1.0);
+        let stolen = if self.steal_share.is_finite() {
+            self.steal_share.clamp(0.0, 0.99)
+        } else {
+            0.0
+        };
+        (queued * (1.0 - stolen)).clamp(0.01, 1.0)
     }
 }
 
@@ -63,12 +77,39 @@ struct Point {
     cpu_ns: u64,
     delay_ns: u64,
     threads: u32,
+    /// The machine's steal and total CPU time so far, in the kernel's ticks.
+    machine: Option<MachineTicks>,
+}
+
+/// `/proc/stat`'s first line summed: the CPU time stolen by the hypervisor and all of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct MachineTicks {
+    steal: u64,
+    total: u64,
+}
+
+impl MachineTicks {
+    fn read() -> Option<MachineTicks> {
+        parse_stat(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// The steal share between two readings, when the kernel counted any time between them.
+    fn steal_share(from: Option<Self>, to: Option<Self>) -> f64 {
+        match (from, to) {
+            (Some(a), Some(b)) if b.total > a.total => {
+                b.steal.saturating_sub(a.steal) as f64 / (b.total - a.total) as f64
+            }
+            _ => 0.0,
+        }
+    }
 }
 
 /// The CPU usage of a process over its run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Series {
     points: Vec<Point>,
+    /// The machine's ticks when the command was started.
+    machine_at_start: Option<MachineTicks>,
 }
 
 impl Series {
@@ -84,6 +125,7 @@ impl Series {
             run_delay_secs: last.delay_ns.saturating_sub(first.delay_ns) as f64 / 1e9,
             threads: last.threads,
             measurement_phase: true,
+            steal_share: MachineTicks::steal_share(first.machine, last.machine),
         })
     }
 
@@ -96,6 +138,7 @@ impl Series {
             run_delay_secs: last.delay_ns as f64 / 1e9,
             threads: last.threads,
             measurement_phase: false,
+            steal_share: MachineTicks::steal_share(self.machine_at_start, last.machine),
         })
     }
 }
@@ -129,6 +172,7 @@ pub fn run(mut command: Command) -> Result<Measured> {
         std::thread::spawn(move || {
             let mut threads: HashMap<String, (u64, u64)> = HashMap::new();
             let mut points = Vec::new();
+            let machine_at_start = MachineTicks::read();
             loop {
                 if sample(pid, &mut threads) {
                     points.push(Point {
@@ -136,6 +180,7 @@ pub fn run(mut command: Command) -> Result<Measured> {
                         cpu_ns: threads.values().map(|(cpu, _)| cpu).sum(),
                         delay_ns: threads.values().map(|(_, delay)| delay).sum(),
                         threads: threads.len() as u32,
+                        machine: MachineTicks::read(),
                     });
                 }
                 if stop.load(Ordering::SeqCst) {
@@ -143,7 +188,10 @@ pub fn run(mut command: Command) -> Result<Measured> {
                 }
                 std::thread::sleep(SAMPLE_EVERY);
             }
-            Series { points }
+            Series {
+                points,
+                machine_at_start,
+            }
         })
     };
     let stdout = child.stdout.take().context("capturing stdout")?;
@@ -212,6 +260,21 @@ fn sample(pid: u32, threads: &mut HashMap<String, (u64, u64)>) -> bool {
     any
 }
 
+/// `/proc/stat`'s `cpu` line: user nice system idle iowait irq softirq steal guest
+/// guest_nice, in ticks; guest time is already inside user and nice.
+fn parse_stat(text: &str) -> Option<MachineTicks> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    Some(MachineTicks {
+        steal: *ticks.get(7)?,
+        total: ticks.iter().take(8).sum(),
+    })
+}
+
 /// `schedstat` is "cpu_ns run_delay_ns timeslices".
 fn parse(text: &str) -> Option<(u64, u64)> {
     let mut fields = text.split_whitespace();
@@ -231,6 +294,7 @@ mod tests {
             run_delay_secs: delay,
             threads: 1,
             measurement_phase: false,
+            steal_share: 0.0,
         }
     }
 
@@ -249,12 +313,62 @@ mod tests {
     }
 
     #[test]
+    fn time_the_hypervisor_stole_is_taken_out_too() {
+        // Single thread, always running as the guest sees it, while the host took a fifth of
+        // the machine: its wall time holds that fifth, its CPU time does not.
+        let stolen = RunUsage {
+            steal_share: 0.2,
+            ..usage(1.0, 0.8, 0.0)
+        };
+        assert!((stolen.contention_factor() - 0.8).abs() < 1e-9);
+        // Both kinds of lost time at once.
+        let both = RunUsage {
+            steal_share: 0.2,
+            ..usage(2.0, 1.0, 1.0)
+        };
+        assert!((both.contention_factor() - 0.4).abs() < 1e-9);
+        let nonsense = RunUsage {
+            steal_share: f64::NAN,
+            ..usage(1.0, 1.0, 0.0)
+        };
+        assert_eq!(nonsense.contention_factor(), 1.0);
+    }
+
+    #[test]
+    fn the_steal_share_comes_from_the_machine_line_of_proc_stat() {
+        let at = |steal, rest| {
+            parse_stat(&format!(
+                "cpu  {rest} 0 0 0 0 0 0 {steal} 7 7\ncpu0 1 1 1 1 1 1 1 1 0 0\n"
+            ))
+        };
+        let (a, b) = (at(10, 100), at(30, 180));
+        assert_eq!(
+            a,
+            Some(MachineTicks {
+                steal: 10,
+                total: 110
+            })
+        );
+        assert!((MachineTicks::steal_share(a, b) - 0.2).abs() < 1e-9);
+        assert_eq!(MachineTicks::steal_share(b, a), 0.0, "no time counted");
+        assert_eq!(MachineTicks::steal_share(None, b), 0.0);
+        assert_eq!(parse_stat("intr 1 2\n"), None);
+        #[cfg(target_os = "linux")]
+        assert!(MachineTicks::read().is_some_and(|t| t.total > 0));
+    }
+
+    #[test]
     fn a_window_of_the_series_takes_only_its_own_waiting() {
         let point = |t: f64, cpu: f64, delay: f64| Point {
             t,
             cpu_ns: (cpu * 1e9) as u64,
             delay_ns: (delay * 1e9) as u64,
             threads: 1,
+            // The host takes 10 % of the machine in the second second only.
+            machine: Some(MachineTicks {
+                steal: if t < 2.0 { 0 } else { 20 },
+                total: (t * 200.0) as u64,
+            }),
         };
         // Quiet until 1 s, then a burst of other work halves the CPU it gets.
         let series = Series {
@@ -264,13 +378,19 @@ mod tests {
                 point(2.0, 1.5, 0.5),
                 point(3.0, 2.0, 1.0),
             ],
+            machine_at_start: None,
         };
         let quiet = series.between(0.0, 1.0).expect("window");
         assert_eq!(quiet.contention_factor(), 1.0);
         assert!(quiet.measurement_phase);
         let busy = series.between(1.2, 2.8).expect("window");
         assert!((busy.wall_secs - 2.0).abs() < 1e-9, "{busy:?}");
-        assert!((busy.contention_factor() - 0.5).abs() < 1e-9, "{busy:?}");
+        // From the samples at 1 s and 3 s: 20 ticks stolen of 400.
+        assert!((busy.steal_share - 0.05).abs() < 1e-9, "{busy:?}");
+        assert!(
+            (busy.contention_factor() - 0.5 * 0.95).abs() < 1e-9,
+            "{busy:?}"
+        );
         let total = series.total(3.0).expect("total");
         assert!(
             (total.contention_factor() - 2.0 / 3.0).abs() < 1e-9,

@@ -414,6 +414,8 @@ impl TestTimingPass<'_> {
             run_delay_secs: 0.0,
             threads: 0,
             measurement_phase: false,
+            // CPU time is what is judged here, and stolen time is not in it.
+            steal_share: 0.0,
         };
         Ok(RunResult {
             results: vec![result],
