@@ -13,7 +13,7 @@ mod markdown;
 pub mod model;
 mod output;
 mod profiles;
-mod recording;
+pub mod recording;
 mod run_dir;
 pub mod statements;
 #[cfg(test)]

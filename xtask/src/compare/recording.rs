@@ -11,8 +11,11 @@
 //! profiler alone is reported but does not stop the judging.
 
 use std::fmt;
+use std::path::Path;
 
 use crate::pipeline::manifest::Manifest;
+use crate::pipeline::profiler::{perf_record_args, PerfSetup};
+use crate::profiler_choice::ProfilerChoice;
 
 /// How call stacks were unwound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,22 @@ impl Recording {
             .iter()
             .find_map(|t| t.profile.as_ref())
             .map(|p| &p.command)?;
+        Self::from_command(command)
+    }
+
+    /// How a run about to start will record, from the command line it will give perf.
+    pub fn planned(profiler: ProfilerChoice, perf: &PerfSetup) -> Option<Recording> {
+        let command: Vec<String> = match profiler {
+            ProfilerChoice::Perf => std::iter::once("perf".to_owned())
+                .chain(perf_record_args(perf, 1, Path::new("perf.data")))
+                .collect(),
+            ProfilerChoice::Samply => vec!["samply".to_owned()],
+            ProfilerChoice::None => return None,
+        };
+        Self::from_command(&command)
+    }
+
+    fn from_command(command: &[String]) -> Option<Recording> {
         let profiler = command.first()?.clone();
         // Everything after `--` is the program and its arguments.
         let options = command
@@ -79,7 +98,11 @@ impl fmt::Display for Recording {
 
 /// Why the two runs' profiles cannot be judged function by function, when they cannot.
 pub fn profiles_blocked(base: &Manifest, post: &Manifest) -> Option<String> {
-    let (b, p) = (Recording::of(base)?, Recording::of(post)?);
+    recorded_differently(&Recording::of(base)?, &Recording::of(post)?)
+}
+
+/// Why profiles recorded as `b` and as `p` cannot be judged against each other, if so.
+pub fn recorded_differently(b: &Recording, p: &Recording) -> Option<String> {
     let unwinding = b.unwinding != p.unwinding;
     let scope = b.whole_machine != p.whole_machine;
     (unwinding || scope).then(|| {
@@ -155,5 +178,27 @@ mod tests {
         let why = profiles_blocked(&fp, &with_command(PERF_FP_THREADS)).expect("blocked");
         assert!(why.contains("were sampled differently"), "{why}");
         assert_eq!(profiles_blocked(&testdata::manifest(), &samply), None);
+    }
+
+    #[test]
+    fn a_planned_run_reads_like_the_manifest_it_will_write() {
+        let mut perf = PerfSetup {
+            event: "cpu-clock".into(),
+            system_wide: true,
+            off_cpu: true,
+            dwarf: false,
+        };
+        let planned = Recording::planned(ProfilerChoice::Perf, &perf).unwrap();
+        assert_eq!(Some(planned), Recording::of(&with_command(PERF_FP)));
+        perf.system_wide = false;
+        perf.dwarf = true;
+        let planned = Recording::planned(ProfilerChoice::Perf, &perf).unwrap();
+        assert_eq!(
+            Some(&planned),
+            Recording::of(&with_command(PERF_DWARF)).as_ref()
+        );
+        let samply = Recording::planned(ProfilerChoice::Samply, &perf).unwrap();
+        assert_eq!(recorded_differently(&planned, &samply), None);
+        assert!(Recording::planned(ProfilerChoice::None, &perf).is_none());
     }
 }

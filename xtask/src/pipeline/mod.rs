@@ -275,6 +275,18 @@ fn note_revision(sh: &Shell, opts: &Options) {
     }
 }
 
+/// How perf will record for this user with these options (before probing what the kernel
+/// allows).
+pub fn perf_setup(opts: &Options) -> profiler::PerfSetup {
+    let mut perf = profiler::PerfSetup::for_this_user(opts.off_cpu);
+    if opts.perf_per_thread {
+        perf.system_wide = false;
+        perf.off_cpu = false;
+    }
+    perf.dwarf = opts.perf_dwarf;
+    perf
+}
+
 /// The profilers' versions, and the chosen one checked: installed, and allowed to record.
 fn check_profiler(
     sh: &Shell,
@@ -290,12 +302,7 @@ fn check_profiler(
         "inferno".to_owned(),
         "0.12 (library, linked into xtask)".to_owned(),
     );
-    let mut perf = profiler::PerfSetup::for_this_user(opts.off_cpu);
-    if opts.perf_per_thread {
-        perf.system_wide = false;
-        perf.off_cpu = false;
-    }
-    perf.dwarf = opts.perf_dwarf;
+    let mut perf = perf_setup(opts);
     match opts.profiler {
         ProfilerChoice::Perf => {
             if !tools.contains_key("perf") {

@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 pub mod against;
 
 use super::profile_baseline;
+use crate::compare::recording::{self, Recording};
 use crate::compare::{self, model::Comparison, HostPolicy, Role, RunDir};
 use crate::flags::{ProfilePostArgs, RunArgs, WorkspaceArgs};
 use crate::pipeline;
@@ -87,6 +88,7 @@ fn measure(
     check_plan_against_baseline(ws, root, spec.run, &baseline)?;
 
     let opts = run_options::options(ws, root, spec.run, out.to_owned(), None)?;
+    warn_if_recorded_differently(&baseline, &opts);
     let outcome = pipeline::run(&opts).context("the post run failed")?;
     let post = RunDir::load(&outcome.out, Role::Post)?;
     compare::judge_and_write(compare::Request {
@@ -96,6 +98,18 @@ fn measure(
         host_policy: spec.host_policy,
         plan: None,
     })
+}
+
+/// Says before measuring when this run will profile differently from the baseline (as root
+/// then and not now, say): its timings are judged, its profile signals will not be.
+fn warn_if_recorded_differently(baseline: &RunDir, opts: &pipeline::Options) {
+    let planned = Recording::planned(opts.profiler, &pipeline::perf_setup(opts));
+    let why = Recording::of(&baseline.manifest)
+        .zip(planned)
+        .and_then(|(b, p)| recording::recorded_differently(&b, &p));
+    if let Some(why) = why {
+        eprintln!("warning: {why}; the profile signals will not be judged");
+    }
 }
 
 /// Before building: the plan must measure the baseline's targets the same way, and share
