@@ -93,6 +93,24 @@ fn the_off_cpu_profile_shows_a_held_lock_and_a_new_lock_wait_fails_profile_post(
             .is_some_and(|e| e.iter().any(|e| e["name"] == LOCKED)),
         "the waiting function is named: {signal}"
     );
+    // The report lists where the waiting moved: the locked section waits longer.
+    let moved = c["profiles"][0]["blocked_movers"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["function"] == LOCKED))
+        .unwrap_or_else(|| panic!("{LOCKED} not among {}", c["profiles"][0]));
+    assert!(
+        moved["after_pct"].as_f64() > moved["before_pct"].as_f64(),
+        "{moved}"
+    );
+    let md = std::fs::read_to_string(post_dir.join("comparison.md")).expect("comparison.md");
+    assert!(
+        md.lines()
+            // the off-CPU table's row: two shares, not the on-CPU movers' "before → after"
+            .any(|l| l.starts_with(&format!("| `{LOCKED}` |"))
+                && l.ends_with(" pts |")
+                && !l.contains('→')),
+        "{md}"
+    );
 
     // The same runs compared with themselves: the signal is evaluated and stays quiet.
     let same = support::xtask_bare(&[

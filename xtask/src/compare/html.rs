@@ -281,6 +281,20 @@ fn profile_section(out: &mut String, p: &ProfileComparison, dir: &Path) {
         }
         out.push_str("</table>\n");
     }
+    if !p.blocked_movers.is_empty() {
+        out.push_str("<p>Where the threads waited longer or shorter (off-CPU, share of the wall time):</p><table><tr><th>Function</th><th>Before</th><th>After</th><th>Move</th></tr>\n");
+        for m in &p.blocked_movers {
+            let _ = writeln!(
+                out,
+                "<tr><td><code>{}</code></td><td class=\"num\">{:.1}%</td><td class=\"num\">{:.1}%</td><td class=\"num\">{:+.1} pts</td></tr>",
+                escape(&m.function),
+                m.before_pct,
+                m.after_pct,
+                m.after_pct - m.before_pct
+            );
+        }
+        out.push_str("</table>\n");
+    }
     graph(
         out,
         dir,

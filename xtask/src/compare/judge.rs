@@ -724,6 +724,7 @@ fn compare_profiles(
                 movers: Vec::new(),
                 shares: Vec::new(),
                 files: ProfileFiles::default(),
+                blocked_movers: Vec::new(),
                 notes: vec![format!(
                     "profiles not compared: no folded stacks in the {missing} (profilers: {} and {}); profile signals not evaluated",
                     base.manifest.options.profiler.name(),
@@ -745,6 +746,7 @@ fn compare_profiles(
     let (cb, cp) = (parse(&fb, base)?, parse(&fp, post)?);
     out.signals.extend(profiles::signals(&p.name, &cb, &cp, t));
     let mut notes = Vec::new();
+    let mut blocked_movers = Vec::new();
     match (base.offcpu_folded(b)?, post.offcpu_folded(p)?) {
         (Some((fb, wb)), Some((fp, wp))) => {
             let parse = |text: &str, wall: f64, run: &RunDir| {
@@ -759,6 +761,7 @@ fn compare_profiles(
             let (ob, op) = (parse(&fb, wb, base)?, parse(&fp, wp, post)?);
             out.signals
                 .push(profiles::lock_wait_growth(&p.name, &ob, &op));
+            blocked_movers = profiles::blocked_movers(&ob, &op, profiles::MOVERS);
         }
         (None, None) => {}
         (ob, _) => notes.push(format!(
@@ -774,6 +777,7 @@ fn compare_profiles(
         shares: shares(&fb, &fp, t.hot_path_pct)?,
         files: ProfileFiles::default(),
         notes,
+        blocked_movers,
     });
     out.graphs.push(GraphJob {
         target: p.name.clone(),

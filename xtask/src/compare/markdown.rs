@@ -339,6 +339,27 @@ fn profile_section(out: &mut String, p: &ProfileComparison) {
         );
     }
     out.push('\n');
+    blocked_section(out, p);
+}
+
+/// Where the threads' blocked time moved most (off-CPU profiles).
+fn blocked_section(out: &mut String, p: &ProfileComparison) {
+    if p.blocked_movers.is_empty() {
+        return;
+    }
+    out.push_str("Where the threads waited longer or shorter (off-CPU: time blocked in the function, as a share of the profile's wall time summed over threads):\n\n");
+    out.push_str("| Function | Before | After | Move |\n|---|---:|---:|---:|\n");
+    for m in &p.blocked_movers {
+        let _ = writeln!(
+            out,
+            "| {} | {:.1}% | {:.1}% | {:+.1} pts |",
+            code(&m.function),
+            m.before_pct,
+            m.after_pct,
+            m.after_pct - m.before_pct
+        );
+    }
+    out.push('\n');
 }
 
 /// What the terminal shows: the verdict table and the fired signals (stdout).

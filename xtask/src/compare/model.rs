@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::comparability::Comparability;
-use super::profiles::{Mover, Signal};
+use super::profiles::{BlockedMove, Mover, Signal};
 use super::verdict::{Judgement, Side, Verdict};
 use crate::plan::Category;
 use crate::profiler_choice::ProfilerChoice;
@@ -152,6 +152,9 @@ pub struct ProfileComparison {
     pub files: ProfileFiles,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Where the threads' blocked time moved most, when both runs have off-CPU profiles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_movers: Vec<BlockedMove>,
 }
 
 /// A share of samples in both runs: a lifecycle module or a kind of work on the stack.

@@ -513,6 +513,49 @@ impl Blocked {
     }
 }
 
+/// A function's blocked time in both runs (off-CPU, in the function itself, kernel and
+/// library frames below it charged to it), as a share of each profile's wall time summed
+/// over threads, so it can pass 100 %.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockedMove {
+    pub function: String,
+    pub before_pct: f64,
+    pub after_pct: f64,
+}
+
+/// Moves smaller than this share of the wall time are not listed.
+const MIN_BLOCKED_MOVE_PCT: f64 = 0.1;
+
+/// The functions whose blocked time moved most, as shares of the wall time: microseconds
+/// blocked carry no sampling noise to judge a move by, so these are listed, not judged
+/// (the lock signal judges the waits in locks).
+pub fn blocked_movers(before: &Blocked, after: &Blocked, limit: usize) -> Vec<BlockedMove> {
+    let blocked = |b: &Blocked, f: &str| b.of_wall(b.counts.functions.get(f).map_or(0, |c| c.0));
+    let names: HashSet<&String> = before
+        .counts
+        .functions
+        .keys()
+        .chain(after.counts.functions.keys())
+        .collect();
+    let mut moves: Vec<BlockedMove> = names
+        .into_iter()
+        .map(|f| BlockedMove {
+            function: f.clone(),
+            before_pct: blocked(before, f),
+            after_pct: blocked(after, f),
+        })
+        .filter(|m| (m.after_pct - m.before_pct).abs() >= MIN_BLOCKED_MOVE_PCT)
+        .collect();
+    let delta = |m: &BlockedMove| (m.after_pct - m.before_pct).abs();
+    moves.sort_by(|x, y| {
+        delta(y)
+            .total_cmp(&delta(x))
+            .then(x.function.cmp(&y.function))
+    });
+    moves.truncate(limit);
+    moves
+}
+
 /// The lock signal judged on off-CPU time: the program's functions that wait in a lock (or
 /// another futex wait) for longer than before, as a share of the profile's wall time. Idle
 /// workers park on futexes all the time, so shares of all blocked time would hide a new
@@ -769,6 +812,28 @@ mod tests {
         )
         .unwrap();
         assert!(!lock_wait_growth("t", &before, &small).fired);
+    }
+
+    #[test]
+    fn blocked_movers_list_where_waiting_moved_as_shares_of_the_wall_time() {
+        let before = Blocked::parse(
+            "p;main;tokio::park;syscall_[lib];futex_wait_[k] 9200000\np;w;app::read;recv_[lib] 50000\n",
+            10.0,
+        )
+        .unwrap();
+        let after = Blocked::parse(
+            "p;main;tokio::park;syscall_[lib];futex_wait_[k] 9000000\np;w;app::read;recv_[lib] 55000\np;w;app::create;syscall_[lib] 120000\n",
+            10.0,
+        )
+        .unwrap();
+        let moves = blocked_movers(&before, &after, 10);
+        let names: Vec<&str> = moves.iter().map(|m| m.function.as_str()).collect();
+        // parking 92 → 90 %, the new wait 0 → 1.2 %; `app::read`'s 0.05 points are left out
+        assert_eq!(names, ["tokio::park", "app::create"], "{moves:?}");
+        assert!((moves[1].after_pct - 1.2).abs() < 1e-9, "{moves:?}");
+        assert_eq!(moves[1].before_pct, 0.0);
+        assert_eq!(blocked_movers(&before, &after, 1).len(), 1);
+        assert!(blocked_movers(&before, &before, 10).is_empty());
     }
 
     #[test]
