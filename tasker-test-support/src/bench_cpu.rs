@@ -57,22 +57,26 @@ impl CpuReading {
 
 /// The postmaster of the server at `url`, when it runs on this machine: the parent of the
 /// backend serving a fresh connection. Found once per process; `None` for a remote server.
+/// A connection that fails is tried again at the next call rather than remembered, so one
+/// refused connection (the previous run's backends still exiting) does not cost a whole
+/// run its server CPU.
 pub(crate) fn postmaster(url: Option<&str>) -> Option<u32> {
     static POSTMASTER: OnceLock<Option<u32>> = OnceLock::new();
+    if let Some(known) = POSTMASTER.get() {
+        return *known;
+    }
     let url = url?;
-    *POSTMASTER.get_or_init(|| {
-        let backend = runtime().block_on(async {
-            let mut conn = PgConnection::connect(url).await.ok()?;
-            let pid: i32 = sqlx::query("SELECT pg_backend_pid() AS pid")
-                .fetch_one(&mut conn)
-                .await
-                .ok()?
-                .get("pid");
-            let _ = conn.close().await;
-            Some(pid as u32)
-        })?;
-        parent_postgres(backend)
-    })
+    let backend = runtime().block_on(async {
+        let mut conn = PgConnection::connect(url).await.ok()?;
+        let pid: i32 = sqlx::query("SELECT pg_backend_pid() AS pid")
+            .fetch_one(&mut conn)
+            .await
+            .ok()?
+            .get("pid");
+        let _ = conn.close().await;
+        Some(pid as u32)
+    })?;
+    *POSTMASTER.get_or_init(|| parent_postgres(backend))
 }
 
 /// Runs one sample under [`SPLIT_ENV`] and writes its split to stderr, outside the sample's

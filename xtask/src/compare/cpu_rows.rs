@@ -42,15 +42,18 @@ fn program(s: &CpuSplit) -> Option<f64> {
     Some(s.program_cpu_us * 1e3)
 }
 
-/// (run, ns per iteration) of every run, `None` unless every run has a positive value.
+/// (run, ns per iteration) of the runs that measured it (one run that could not read the
+/// server leaves only itself, or its pair, out), `None` when none did.
 fn per_run(b: &BenchmarkTimings, of: fn(&CpuSplit) -> Option<f64>) -> Option<Vec<(u32, f64)>> {
-    b.runs
+    let runs: Vec<(u32, f64)> = b
+        .runs
         .iter()
-        .map(|r| {
+        .filter_map(|r| {
             let v = r.cpu_split.as_ref().and_then(of)?;
             (v > 0.0).then_some((r.run, v))
         })
-        .collect()
+        .collect();
+    (!runs.is_empty()).then_some(runs)
 }
 
 fn row(
@@ -62,6 +65,14 @@ fn row(
     post: &[(u32, f64)],
     context: &RowContext<'_>,
 ) -> Option<TimingRow> {
+    // Paired, each side's figure comes from the pairs judged, so both describe the same runs.
+    let in_pairs = |runs: &[(u32, f64)], other: &[(u32, f64)]| -> Vec<(u32, f64)> {
+        runs.iter()
+            .copied()
+            .filter(|(run, _)| !context.paired || other.iter().any(|(r, _)| r == run))
+            .collect()
+    };
+    let (base, post) = (&in_pairs(base, post)[..], &in_pairs(post, base)[..]);
     let values = |runs: &[(u32, f64)]| runs.iter().map(|&(_, v)| v).collect::<Vec<_>>();
     let (limit, limit_kind) = limit_of(t);
     let mut base_side = Side::from_runs(&values(base), &[])?;
@@ -162,6 +173,35 @@ mod tests {
         assert_eq!(server.limit_kind, LimitKind::MaxChange);
         assert_eq!(server.pair_log_ratios.len(), 3);
         assert_eq!(of(Metric::ProgramCpu).judgement.verdict, Verdict::Pass);
+    }
+
+    /// A run whose process could not read the server leaves its pair out of the server's
+    /// row, not the row out of the comparison.
+    #[test]
+    fn a_run_without_the_servers_cpu_leaves_only_its_pair_out() {
+        let m = manifest();
+        let record = &m.targets[0];
+        let base = timings(&[
+            (Some(100.0), 50.0),
+            (Some(102.0), 51.0),
+            (Some(98.0), 49.0),
+            (Some(101.0), 50.0),
+        ]);
+        let post = timings(&[
+            (Some(150.0), 50.0),
+            (None, 51.5),
+            (Some(146.0), 49.0),
+            (Some(152.0), 50.0),
+        ]);
+        let rows = rows(record, &record.thresholds, &base, &post, &context(true));
+        let server = rows
+            .iter()
+            .find(|r| r.metric == Metric::ServerCpu)
+            .expect("the server's row");
+        assert_eq!(server.pair_log_ratios.len(), 3, "{server:?}");
+        // the baseline's figure from the same three runs: 100, 98 and 101, not 102
+        assert_eq!(server.baseline, 100_000.0, "{server:?}");
+        assert_eq!(server.judgement.verdict, Verdict::Regression, "{server:?}");
     }
 
     /// Two sessions of two runs each give no interval of their own: nothing is judged. A
