@@ -98,7 +98,8 @@ pub fn check(base: &Manifest, post: &Manifest, policy: HostPolicy) -> Result<Com
     let host = HostMatch::of(base, post, policy);
     let mut findings = Findings::default();
     host.record(&mut findings, base, post);
-    record_settings(&mut findings, base, post);
+    let profiles_blocked = super::recording::profiles_blocked(base, post);
+    record_settings(&mut findings, base, post, profiles_blocked.is_some());
     let timings_blocked = host
         .timings_blocked
         .or_else(|| different_cpu_idle(base, post));
@@ -110,7 +111,7 @@ pub fn check(base: &Manifest, post: &Manifest, policy: HostPolicy) -> Result<Com
         same_hardware: host.same_hardware,
         host_policy: policy,
         timings_blocked,
-        profiles_blocked: super::recording::profiles_blocked(base, post),
+        profiles_blocked,
         findings: findings.0,
     })
 }
@@ -218,7 +219,12 @@ impl HostMatch {
 }
 
 /// Machine, toolchain, profiler, build and criterion settings that differ.
-fn record_settings(findings: &mut Findings, base: &Manifest, post: &Manifest) {
+fn record_settings(
+    findings: &mut Findings,
+    base: &Manifest,
+    post: &Manifest,
+    profiles_blocked: bool,
+) {
     findings.differ(
         "memory",
         format!("{} MiB", base.host.memory_bytes >> 20),
@@ -246,7 +252,7 @@ fn record_settings(findings: &mut Findings, base: &Manifest, post: &Manifest) {
         "profiler",
         profiler(base),
         profiler(post),
-        if super::recording::profiles_blocked(base, post).is_some() {
+        if profiles_blocked {
             "profile signals not judged"
         } else {
             "profiles compared by share only"

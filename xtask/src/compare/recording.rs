@@ -1,14 +1,8 @@
 //! How a run's profiles were recorded, read from the profiler command lines its manifest
 //! keeps: which profiler, how it unwound call stacks, and whether it sampled the whole
-//! machine or the program's threads only. Two runs recorded differently put the same time
-//! under different functions, so their profiles are not judged function by function.
-//!
-//! Why each matters (measured on `handler-overhead`, profiling-workflow.md "samply"): with
-//! frame pointers a frameless leaf (libc's `syscall`, the vDSO's clock) hides its caller, so
-//! the time lands one call level up from where unwind tables put it; sampling a program's
-//! threads only costs each of their context switches, which grows the futex paths' share.
-//! samply and perf agree once both unwind from the tables and sample per thread, so the
-//! profiler alone is reported but does not stop the judging.
+//! machine or the program's threads only. Two runs that differ in unwinding or scope put the
+//! same time under different functions (profiling-workflow.md, "samply"), so their profiles
+//! are not judged function by function; the profiler alone does not stop the judging.
 
 use std::fmt;
 use std::path::Path;
