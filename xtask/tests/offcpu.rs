@@ -11,25 +11,12 @@ use std::path::Path;
 use std::process::Output;
 
 use serde_json::Value;
-use support::{code, read_json, require_perf, shared_target_dir, stderr, svg_titles, MEASURING};
+use support::{
+    code, measuring_flags, read_json, require_perf, shared_target_dir, stderr, svg_titles,
+    MEASURING,
+};
 
 const LOCKED: &str = "profile_fixture::xtask_fixture_locked_section";
-
-fn flags(target_dir: &str) -> Vec<&str> {
-    vec![
-        "--frequency",
-        "999",
-        "--quick",
-        "--runs",
-        "3",
-        "--profile-time",
-        "3",
-        "--no-clean",
-        "--allow-interference",
-        "--target-dir",
-        target_dir,
-    ]
-}
 
 /// The xtask on the fixture copy with the off-CPU plan.
 fn run(ws: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -58,7 +45,8 @@ fn the_off_cpu_profile_shows_a_held_lock_and_a_new_lock_wait_fails_profile_post(
     let _turn = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let (_tmp, ws) = support::fixture_copy();
     let target_dir = shared_target_dir();
-    let flags = flags(target_dir.to_str().expect("utf-8 path"));
+    // three runs: the verdict here is the lock signal, not a timing
+    let flags = measuring_flags(target_dir.to_str().expect("utf-8 path"), "3");
 
     // Baseline: every thread its own lock, nobody waits.
     let mut args = vec!["profile-baseline", "--no-baseline-doc"];

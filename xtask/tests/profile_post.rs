@@ -11,30 +11,13 @@ use std::path::Path;
 
 use serde_json::Value;
 use support::{
-    code, fixture_copy, last_line, read_json, require_perf, shared_target_dir, stderr, stdout,
-    svg_titles, xtask, xtask_bare, HOT, MEASURING,
+    code, fixture_copy, last_line, measuring_flags, read_json, require_perf, shared_target_dir,
+    stderr, stdout, svg_titles, xtask, xtask_bare, HOT, MEASURING,
 };
 
-/// Flags of every measuring run: criterion's quick settings but five timing runs (so the
-/// noise estimate has something to go on), 3 s profiles for enough samples, the shared
-/// target directory without cleaning (the fixture's dependencies are built once), and a
-/// busy machine accepted (recorded in the manifest, and the verdict accounts for it).
-/// The fixture's short profiles are judged on their shares, so they sample at a higher rate
-/// than the default (which is chosen for the profiler's cost on long runs).
+/// Five timing runs, so the noise estimate of a two-session verdict has something to go on.
 fn run_flags(target_dir: &str) -> Vec<&str> {
-    vec![
-        "--frequency",
-        "999",
-        "--quick",
-        "--runs",
-        "5",
-        "--profile-time",
-        "3",
-        "--no-clean",
-        "--allow-interference",
-        "--target-dir",
-        target_dir,
-    ]
+    measuring_flags(target_dir, "5")
 }
 
 fn with<'a>(mut base: Vec<&'a str>, more: &[&'a str]) -> Vec<&'a str> {

@@ -15,6 +15,28 @@ pub static MEASURING: Mutex<()> = Mutex::new(());
 
 pub const HOT: &str = "xtask_fixture_hot_kernel";
 
+/// Flags of a measuring run on the fixture: criterion's quick settings with `runs` timing
+/// runs, 3 s profiles for enough samples, the shared target directory without cleaning (the
+/// fixture's dependencies are built once), and a busy machine accepted (recorded in the
+/// manifest, and the verdict accounts for it). The fixture's short profiles are judged on
+/// their shares, so they sample at a higher rate than the default (which is chosen for the
+/// profiler's cost on long runs).
+pub fn measuring_flags<'a>(target_dir: &'a str, runs: &'a str) -> Vec<&'a str> {
+    vec![
+        "--frequency",
+        "999",
+        "--quick",
+        "--runs",
+        runs,
+        "--profile-time",
+        "3",
+        "--no-clean",
+        "--allow-interference",
+        "--target-dir",
+        target_dir,
+    ]
+}
+
 pub fn fixture_source() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/profile-fixture")
 }
